@@ -1,0 +1,35 @@
+# Two commands: `make run` serves the dashboard, `make test` runs the whole suite.
+# Both set up .venv first. torch is installed on its own, pinned, before anything that
+# depends on it, so pip never pulls a CUDA build from the registry.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup run test lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check torch==2.13.0
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	touch $(STAMP)
+
+run: setup
+	$(VENV)/bin/tuneboard serve
+
+test: setup
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check app worker tests bench migrations
+	$(VENV)/bin/ruff format --check app worker tests bench migrations
+	$(VENV)/bin/mypy app worker
+
+bench: setup
+	$(PY) bench/finetune_throughput.py
+
+clean:
+	rm -rf $(VENV) var

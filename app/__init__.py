@@ -1,0 +1,1 @@
+"""Tuneboard web application: settings, database, services and HTTP routes (never imports torch)."""

@@ -1,0 +1,101 @@
+"""The ``tuneboard`` command: the server, the worker and migrations."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import sys
+
+import typer
+
+app = typer.Typer(
+    help="Tuneboard: adapt pretrained models from the browser.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+def _logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations (safe to run repeatedly)."""
+    from app.migrate import upgrade_head
+
+    upgrade_head()
+
+
+@app.command()
+def serve(
+    host: str | None = typer.Option(None, help="Default: TUNEBOARD_HOST or 127.0.0.1"),
+    port: int | None = typer.Option(None, help="Default: TUNEBOARD_PORT or 8000"),
+    worker: bool = typer.Option(
+        True, "--worker/--no-worker", help="Start a training worker beside the web server"
+    ),
+) -> None:
+    """Migrate, then serve the dashboard (with an embedded worker unless --no-worker)."""
+    import uvicorn
+
+    from app.config import get_settings
+    from app.migrate import upgrade_head
+
+    _logging()
+    settings = get_settings()
+    upgrade_head()
+    child = None
+    if worker:
+        child = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"])
+    host, port = host or settings.host, port or settings.port
+    typer.secho(f"Tuneboard is at http://{host}:{port}", fg=typer.colors.GREEN, bold=True)
+    try:
+        uvicorn.run("app.main:app", host=host, port=port, log_level="info")
+    finally:
+        if child is not None:
+            _stop(child)
+
+
+def _stop(child: subprocess.Popen[bytes]) -> None:
+    # Ctrl-C reaches the worker too (same process group); give it time for a warm shutdown.
+    if child.poll() is None:
+        child.send_signal(signal.SIGTERM)
+    try:
+        child.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait()
+
+
+@app.command()
+def worker(
+    queues: str = typer.Option("cpu", help="Comma-separated queues to consume"),
+    concurrency: int = typer.Option(1, help="Jobs trained at once by this worker"),
+) -> None:
+    """Run a Celery worker that trains queued jobs."""
+    _logging()
+    from app.queue import celery_app
+
+    celery_app.worker_main(
+        [
+            "worker",
+            "--loglevel=INFO",
+            f"--queues={queues}",
+            f"--concurrency={concurrency}",
+            # A fresh process per job: memory is returned and peak memory is per job.
+            "--max-tasks-per-child=1",
+            "--without-gossip",
+            "--without-mingle",
+        ]
+    )
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""The one settings object. Every environment variable Tuneboard reads is a field here."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TUNEBOARD_", env_file=".env", extra="ignore")
+
+    database_url: str = "sqlite:///var/tuneboard.db"
+    broker_url: str = "sqla+sqlite:///var/broker.db"
+    data_dir: Path = Path("var/data")
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    # Uploads are streamed to disk and cut off at this size (bytes).
+    max_upload_bytes: int = 200 * 1024 * 1024
+    # Extra folders whose subfolders are offered as local Hugging Face models.
+    model_roots: list[Path] = []
+    # Whether Hub ids may be used; off by default because these machines are offline.
+    allow_hub_models: bool = False
+
+    # Threads PyTorch may use in a worker; 0 means one per CPU core.
+    torch_threads: int = 0
+    # A running job writes a heartbeat this often (seconds).
+    heartbeat_seconds: float = 5.0
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.data_dir / "datasets"
+
+    @property
+    def jobs_dir(self) -> Path:
+        return self.data_dir / "jobs"
+
+    @property
+    def feature_cache_dir(self) -> Path:
+        return self.data_dir / "feature-cache"
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.data_dir / "uploads"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,73 @@
+"""What a Dataset is: the table row and the JSON shapes the API reads and returns."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import JSON, DateTime, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Dataset(Base):
+    __tablename__ = "datasets"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    format: Mapped[str] = mapped_column(String(16))
+    # Stored file names per part ("train", optionally "validation" and "test"), relative to
+    # the dataset's own folder. Requests never carry paths; these are the only ones used.
+    files: Mapped[dict[str, str]] = mapped_column(JSON)
+    original_filename: Mapped[str] = mapped_column(String(300))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    # sha256 of the stored files: with the column choice it keys the feature cache.
+    content_hash: Mapped[str] = mapped_column(String(64))
+    columns: Mapped[list[str]] = mapped_column(JSON)
+    text_column: Mapped[str] = mapped_column(String(200))
+    text_pair_column: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    label_column: Mapped[str] = mapped_column(String(200))
+    num_rows: Mapped[int] = mapped_column(Integer)
+    label_names: Mapped[list[str]] = mapped_column(JSON)
+    # validation.Report.to_dict() for the current column choice, plus per-part row counts.
+    report: Mapped[dict[str, Any]] = mapped_column(JSON)
+    preview: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+
+    @property
+    def fingerprint(self) -> str:
+        """Identity of the data as training sees it: content plus column choice."""
+        return f"{self.content_hash}:{self.text_column}:{self.text_pair_column}:{self.label_column}"
+
+
+class DatasetOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    created_at: datetime
+    format: str
+    original_filename: str
+    size_bytes: int
+    columns: list[str]
+    text_column: str
+    text_pair_column: str | None
+    label_column: str
+    num_rows: int
+    label_names: list[str]
+    report: dict[str, Any]
+    preview: list[dict[str, Any]]
+
+
+class ColumnsUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text_column: str
+    label_column: str
+    text_pair_column: str | None = None

@@ -1,0 +1,1 @@
+"""Training jobs: the table, the lifecycle services and the queue hand-off."""

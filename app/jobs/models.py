@@ -1,0 +1,174 @@
+"""What a Job is: its rows (job, metric points, log lines) and its API shapes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.datasets.models import Dataset, utcnow
+from app.db import Base
+
+
+class JobStatus(StrEnum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)
+
+
+class Strategy(StrEnum):
+    transfer_frozen = "transfer_frozen"
+    finetune_full = "finetune_full"
+
+    @property
+    def title(self) -> str:
+        return STRATEGY_TITLES[self]
+
+
+STRATEGY_TITLES = {
+    Strategy.transfer_frozen: "Transfer learning — frozen features",
+    Strategy.finetune_full: "Fine-tuning — all layers",
+}
+STRATEGY_HELP = {
+    Strategy.transfer_frozen: "Backbone runs once per example and is cached; only a new head "
+    "trains. Seconds to minutes, a strong baseline.",
+    Strategy.finetune_full: "Every weight trains. Slowest, usually the most accurate with "
+    "enough data.",
+}
+
+
+class Device(StrEnum):
+    auto = "auto"
+    cpu = "cpu"
+    gpu = "gpu"
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"), index=True)
+    model: Mapped[str] = mapped_column(String(300))
+    strategy: Mapped[Strategy] = mapped_column(String(32))
+    device: Mapped[Device] = mapped_column(String(8), default=Device.auto)
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[JobStatus] = mapped_column(String(16), default=JobStatus.queued, index=True)
+    phase: Mapped[str] = mapped_column(String(32), default="queued")
+    step: Mapped[int] = mapped_column(Integer, default=0)
+    total_steps: Mapped[int] = mapped_column(Integer, default=0)
+    eta_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Final figures from the training run (test metrics, speed, parameter counts).
+    results: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # Set once export.zip has been published in the job folder.
+    export_ready: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    dataset: Mapped[Dataset] = relationship(lazy="joined")
+
+    @property
+    def progress(self) -> float:
+        if self.status == JobStatus.succeeded:
+            return 1.0
+        return min(1.0, self.step / self.total_steps) if self.total_steps else 0.0
+
+
+class MetricPoint(Base):
+    """One value of one chart series at one step; the charts are rebuilt from these rows."""
+
+    __tablename__ = "metric_points"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    step: Mapped[int] = mapped_column(Integer)
+    epoch: Mapped[float] = mapped_column(Float)
+    name: Mapped[str] = mapped_column(String(64))
+    value: Mapped[float] = mapped_column(Float)
+
+
+class JobLog(Base):
+    __tablename__ = "job_logs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    message: Mapped[str] = mapped_column(Text)
+
+
+class JobParams(BaseModel):
+    """Hyperparameters a user may set; anything else is a 422 so typos are not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int | None = Field(None, ge=1, le=200, description="Default: 20 (frozen), 3 (full)")
+    batch_size: int = Field(16, ge=1, le=1024)
+    learning_rate: float | None = Field(None, gt=0, le=1, description="Default per strategy")
+    max_length: int = Field(128, ge=8, le=512, description="Tokens per example")
+    seed: int = Field(42, ge=0, le=2**31 - 1)
+    weight_decay: float = Field(0.01, ge=0, le=1)
+    warmup_ratio: float = Field(0.06, ge=0, lt=1)
+
+    def resolved(self, strategy: Strategy) -> dict[str, Any]:
+        """The params with per-strategy defaults filled in, as stored on the job."""
+        values = self.model_dump()
+        if values["epochs"] is None:
+            values["epochs"] = 20 if strategy == Strategy.transfer_frozen else 3
+        return values
+
+
+class JobCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    dataset_id: int
+    model: str = Field(description="A catalogue id from GET /api/v1/models")
+    strategy: Strategy
+    device: Device = Device.auto
+    params: JobParams = Field(default_factory=JobParams)
+
+
+class JobOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    created_at: datetime
+    dataset_id: int
+    model: str
+    strategy: Strategy
+    device: Device
+    params: dict[str, Any]
+    status: JobStatus
+    phase: str
+    progress: float
+    step: int
+    total_steps: int
+    eta_seconds: float | None
+    attempts: int
+    cancel_requested: bool
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: str | None
+    results: dict[str, Any] | None
+    export_ready: bool
+
+
+class MetricSeries(BaseModel):
+    """Chart series: name -> parallel lists of steps, epochs and values."""
+
+    job_id: int
+    status: JobStatus
+    series: dict[str, dict[str, list[float]]]

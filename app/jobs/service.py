@@ -1,0 +1,169 @@
+"""Job lifecycle: create and enqueue, claim, progress, finish, cancel.
+
+Every state change is one committed UPDATE guarded by the state it expects, so a web request
+and a worker racing on the same job cannot both win.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from app import catalog
+from app.config import Settings
+from app.datasets.models import Dataset
+from app.jobs.models import Job, JobCreate, JobLog, JobStatus, MetricPoint
+from app.queue import enqueue_training
+
+
+class JobConflict(ValueError):
+    """The job is not in a state that allows the request (e.g. cancelling a finished job)."""
+
+
+class DatasetNotFound(LookupError):
+    pass
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def create_job(session: Session, *, payload: JobCreate, settings: Settings) -> Job:
+    if session.get(Dataset, payload.dataset_id) is None:
+        raise DatasetNotFound(f"no dataset with id {payload.dataset_id}; upload one first")
+    catalog.resolve(payload.model, settings)  # raises UnknownModel with the choices
+    job = Job(
+        dataset_id=payload.dataset_id,
+        model=payload.model,
+        strategy=payload.strategy,
+        device=payload.device,
+        params=payload.params.resolved(payload.strategy),
+        status=JobStatus.queued,
+    )
+    session.add(job)
+    session.commit()  # the worker must see the row before the message arrives
+    enqueue_training(job.id)
+    return job
+
+
+def list_jobs(session: Session, *, limit: int = 50) -> list[Job]:
+    return list(session.scalars(select(Job).order_by(Job.id.desc()).limit(limit)))
+
+
+def claim(session: Session, job_id: int) -> Job | None:
+    """Atomically move a queued job to running; None if someone else has it or it is gone."""
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.queued, Job.cancel_requested.is_(False))
+        .values(
+            status=JobStatus.running,
+            phase="starting",
+            started_at=now(),
+            heartbeat_at=now(),
+            attempts=Job.attempts + 1,
+        )
+    )
+    session.commit()
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return None
+    return session.get(Job, job_id, populate_existing=True)
+
+
+def request_cancel(session: Session, job: Job) -> Job:
+    if job.status.finished:
+        raise JobConflict(f"job {job.id} has already {job.status.value}; nothing to cancel")
+    # A queued job is cancelled at once; a running one stops at its next step.
+    session.execute(
+        update(Job)
+        .where(Job.id == job.id, Job.status == JobStatus.queued)
+        .values(status=JobStatus.cancelled, phase="cancelled", finished_at=now())
+    )
+    session.execute(update(Job).where(Job.id == job.id).values(cancel_requested=True))
+    session.commit()
+    session.refresh(job)
+    return job
+
+
+def cancel_requested(session: Session, job_id: int) -> bool:
+    return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
+
+
+def record_progress(
+    session: Session, job_id: int, *, step: int, total_steps: int, phase: str, eta: float | None
+) -> None:
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(
+            step=step, total_steps=total_steps, phase=phase, eta_seconds=eta, heartbeat_at=now()
+        )
+    )
+    session.commit()
+
+
+def add_metrics(
+    session: Session, job_id: int, *, step: int, epoch: float, values: dict[str, float]
+) -> None:
+    session.add_all(
+        MetricPoint(job_id=job_id, step=step, epoch=epoch, name=k, value=float(v))
+        for k, v in values.items()
+    )
+    session.commit()
+
+
+def add_log(session: Session, job_id: int, message: str) -> None:
+    session.add(JobLog(job_id=job_id, message=message))
+    session.commit()
+
+
+def finish(
+    session: Session,
+    job_id: int,
+    *,
+    status: JobStatus,
+    error: str | None = None,
+    results: dict[str, Any] | None = None,
+    export_ready: bool = False,
+) -> None:
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.running)
+        .values(
+            status=status,
+            phase=status.value,
+            error=error,
+            results=results,
+            export_ready=export_ready,
+            finished_at=now(),
+            eta_seconds=None,
+        )
+    )
+    session.commit()
+
+
+def metric_series(session: Session, job_id: int) -> dict[str, dict[str, list[float]]]:
+    series: dict[str, dict[str, list[float]]] = defaultdict(
+        lambda: {"step": [], "epoch": [], "value": []}
+    )
+    rows = session.execute(
+        select(MetricPoint.name, MetricPoint.step, MetricPoint.epoch, MetricPoint.value)
+        .where(MetricPoint.job_id == job_id)
+        .order_by(MetricPoint.id)
+    )
+    for name, step, epoch, value in rows:
+        s = series[name]
+        s["step"].append(step)
+        s["epoch"].append(epoch)
+        s["value"].append(value)
+    return dict(series)
+
+
+def log_tail(session: Session, job_id: int, *, limit: int = 30) -> list[JobLog]:
+    rows = session.scalars(
+        select(JobLog).where(JobLog.job_id == job_id).order_by(JobLog.id.desc()).limit(limit)
+    )
+    return list(reversed(list(rows)))

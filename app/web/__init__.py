@@ -1,0 +1,1 @@
+"""HTTP layer: the JSON API, the HTML pages and what they share."""

@@ -1,0 +1,132 @@
+"""The JSON API under /api/v1: everything the pages do, for scripts and tests."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, HTTPException, UploadFile
+from fastapi.responses import FileResponse
+
+from app import catalog
+from app.datasets import service as datasets
+from app.datasets.models import ColumnsUpdate, DatasetOut
+from app.datasets.uploads import StoredUpload, store_upload
+from app.jobs import service as jobs
+from app.jobs.models import JobCreate, JobOut, MetricSeries
+from app.web.deps import DatasetDep, JobDep, SessionDep, SettingsDep
+from app.web.exports import export_response
+
+router = APIRouter(prefix="/api/v1", tags=["api"])
+
+OptionalForm = Annotated[str | None, Form()]
+
+
+@router.post("/datasets", status_code=201, response_model=DatasetOut)
+def upload_dataset(
+    session: SessionDep,
+    settings: SettingsDep,
+    file: Annotated[UploadFile, File(description="CSV, TSV, JSONL or Parquet")],
+    validation_file: Annotated[UploadFile | None, File()] = None,
+    test_file: Annotated[UploadFile | None, File()] = None,
+    name: OptionalForm = None,
+    text_column: OptionalForm = None,
+    label_column: OptionalForm = None,
+    text_pair_column: OptionalForm = None,
+) -> DatasetOut:
+    if not file.filename:
+        raise HTTPException(422, "choose a training file to upload")
+    stored: dict[str, StoredUpload] = {}
+    try:
+        for part, upload in (("train", file), ("validation", validation_file), ("test", test_file)):
+            if upload is not None and upload.filename:
+                stored[part] = store_upload(
+                    upload.file,
+                    filename=upload.filename,
+                    into=settings.uploads_dir,
+                    max_bytes=settings.max_upload_bytes,
+                )
+        dataset = datasets.create_dataset(
+            session,
+            settings=settings,
+            name=name or None,
+            train=stored["train"],
+            validation=stored.get("validation"),
+            test=stored.get("test"),
+            text_column=text_column or None,
+            label_column=label_column or None,
+            text_pair_column=text_pair_column or None,
+        )
+    finally:
+        for upload_copy in stored.values():
+            upload_copy.discard()  # moved files are gone already; leftovers are removed
+    return DatasetOut.model_validate(dataset)
+
+
+@router.get("/datasets", response_model=list[DatasetOut])
+def list_datasets(session: SessionDep) -> list[DatasetOut]:
+    return [DatasetOut.model_validate(d) for d in datasets.list_datasets(session)]
+
+
+@router.get("/datasets/{dataset_id}", response_model=DatasetOut)
+def get_dataset(dataset: DatasetDep) -> DatasetOut:
+    return DatasetOut.model_validate(dataset)
+
+
+@router.put("/datasets/{dataset_id}/columns", response_model=DatasetOut)
+def change_columns(
+    dataset: DatasetDep, body: ColumnsUpdate, session: SessionDep, settings: SettingsDep
+) -> DatasetOut:
+    datasets.change_columns(
+        session,
+        dataset,
+        settings=settings,
+        text=body.text_column,
+        label=body.label_column,
+        text_pair=body.text_pair_column,
+    )
+    return DatasetOut.model_validate(dataset)
+
+
+@router.get("/models")
+def list_models(settings: SettingsDep) -> list[dict[str, object]]:
+    return [m.to_dict() for m in catalog.list_models(settings)]
+
+
+@router.post("/jobs", status_code=201, response_model=JobOut)
+def create_job(body: JobCreate, session: SessionDep, settings: SettingsDep) -> JobOut:
+    return JobOut.model_validate(jobs.create_job(session, payload=body, settings=settings))
+
+
+@router.get("/jobs", response_model=list[JobOut])
+def list_jobs(session: SessionDep) -> list[JobOut]:
+    return [JobOut.model_validate(j) for j in jobs.list_jobs(session)]
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut)
+def get_job(job: JobDep) -> JobOut:
+    return JobOut.model_validate(job)
+
+
+@router.get("/jobs/{job_id}/metrics", response_model=MetricSeries)
+def get_metrics(job: JobDep, session: SessionDep) -> MetricSeries:
+    return MetricSeries(
+        job_id=job.id, status=job.status, series=jobs.metric_series(session, job.id)
+    )
+
+
+@router.get("/jobs/{job_id}/logs")
+def get_logs(job: JobDep, session: SessionDep) -> list[dict[str, str]]:
+    return [
+        {"at": line.created_at.isoformat(), "message": line.message}
+        for line in jobs.log_tail(session, job.id, limit=200)
+    ]
+
+
+@router.post("/jobs/{job_id}/cancel", response_model=JobOut)
+def cancel_job(job: JobDep, session: SessionDep) -> JobOut:
+    return JobOut.model_validate(jobs.request_cancel(session, job))
+
+
+@router.get("/jobs/{job_id}/export", response_class=FileResponse)
+def download_export(job: JobDep, settings: SettingsDep) -> FileResponse:
+    return export_response(job, settings)

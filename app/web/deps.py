@@ -1,0 +1,34 @@
+"""Dependency aliases shared by the API and the pages."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, HTTPException
+from sqlalchemy.orm import Session
+
+from app.config import Settings, get_settings
+from app.datasets.models import Dataset
+from app.db import session_scope
+from app.jobs.models import Job
+
+SessionDep = Annotated[Session, Depends(session_scope)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+def _dataset(dataset_id: int, session: SessionDep) -> Dataset:
+    dataset = session.get(Dataset, dataset_id)
+    if dataset is None:
+        raise HTTPException(404, f"no dataset with id {dataset_id}")
+    return dataset
+
+
+def _job(job_id: int, session: SessionDep) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise HTTPException(404, f"no job with id {job_id}")
+    return job
+
+
+DatasetDep = Annotated[Dataset, Depends(_dataset)]
+JobDep = Annotated[Job, Depends(_job)]

@@ -1,0 +1,45 @@
+"""Domain errors → HTTP answers, so routes stay thin and a bad input is never a 500."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from app.catalog import UnknownModel
+from app.datasets.parsing import ParseError
+from app.datasets.service import DatasetInvalid
+from app.datasets.uploads import UploadTooLarge
+from app.jobs.service import DatasetNotFound, JobConflict
+
+
+def error_body(exc: Exception) -> tuple[int, dict[str, object]]:
+    if isinstance(exc, ParseError):
+        return 422, {"detail": str(exc), "line": exc.line, "column": exc.column}
+    if isinstance(exc, DatasetInvalid):
+        return 422, {"detail": str(exc), "errors": [e.__dict__ for e in exc.errors]}
+    if isinstance(exc, UploadTooLarge):
+        return 413, {"detail": str(exc)}
+    if isinstance(exc, UnknownModel | DatasetNotFound):
+        return 422, {"detail": str(exc)}
+    if isinstance(exc, JobConflict):
+        return 409, {"detail": str(exc)}
+    raise exc
+
+
+DOMAIN_ERRORS = (
+    ParseError,
+    DatasetInvalid,
+    UploadTooLarge,
+    UnknownModel,
+    DatasetNotFound,
+    JobConflict,
+)
+
+
+def install(app: FastAPI) -> None:
+    async def handle(_request: Request, exc: Exception) -> JSONResponse:
+        status, body = error_body(exc)
+        return JSONResponse(body, status_code=status)
+
+    for exc_type in DOMAIN_ERRORS:
+        app.add_exception_handler(exc_type, handle)

@@ -1,0 +1,121 @@
+// Tuneboard's page behaviour: the upload form (progress bar, drag and drop, errors beside the
+// form) and the live training charts. Everything else is htmx attributes in the templates.
+"use strict";
+
+function setupUpload() {
+  const form = document.getElementById("upload-form");
+  if (!form) return;
+  const input = document.getElementById("file");
+  const zone = document.getElementById("dropzone");
+  const chosen = document.getElementById("chosen");
+  const bar = document.getElementById("upload-progress");
+  const error = document.getElementById("upload-error");
+  const showChosen = () => { chosen.textContent = input.files.length ? input.files[0].name : ""; };
+  input.addEventListener("change", showChosen);
+  ["dragenter", "dragover"].forEach((t) => zone.addEventListener(t, (e) => {
+    e.preventDefault(); zone.classList.add("over");
+  }));
+  ["dragleave", "drop"].forEach((t) => zone.addEventListener(t, (e) => {
+    e.preventDefault(); zone.classList.remove("over");
+  }));
+  zone.addEventListener("drop", (e) => {
+    if (e.dataTransfer.files.length) { input.files = e.dataTransfer.files; showChosen(); }
+  });
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    error.hidden = true;
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", form.action);
+    xhr.upload.addEventListener("progress", (p) => {
+      if (p.lengthComputable) { bar.hidden = false; bar.value = (100 * p.loaded) / p.total; }
+    });
+    xhr.addEventListener("load", () => {
+      let body = {};
+      try { body = JSON.parse(xhr.responseText); } catch (_) { /* not JSON */ }
+      if (xhr.status === 201) { window.location = "/datasets/" + body.id; return; }
+      bar.hidden = true;
+      showError(body, xhr.status);
+    });
+    xhr.addEventListener("error", () => { bar.hidden = true; showError({}, 0); });
+    xhr.send(new FormData(form));
+  });
+
+  function showError(body, status) {
+    error.replaceChildren();
+    const head = document.createElement("strong");
+    head.textContent = status ? "Upload refused: " : "Upload failed: ";
+    error.append(head);
+    let detail = body.detail;
+    if (Array.isArray(detail)) detail = detail.map((d) => d.msg).join("; ");
+    error.append(document.createTextNode(detail || "the server did not answer; try again."));
+    (body.errors || []).forEach((issue) => {
+      const div = document.createElement("div");
+      div.textContent = issue.lines && issue.lines.length
+        ? issue.message + " (lines " + issue.lines.slice(0, 10).join(", ") + ")" : issue.message;
+      error.append(div);
+    });
+    error.hidden = false;
+  }
+}
+
+const CHARTS = {
+  loss: { title: "Loss", series: [["train_loss", "train loss", "#2563eb"], ["val_loss", "validation loss", "#dc2626"]] },
+  quality: { title: "Validation quality", series: [["val_accuracy", "accuracy", "#16a34a"], ["val_macro_f1", "macro-F1", "#9333ea"]] },
+};
+
+function alignSeries(series, names) {
+  // uPlot wants one x array; series sampled at other epochs get nulls, joined by spanGaps.
+  const xs = new Set();
+  names.forEach((n) => (series[n] ? series[n].epoch : []).forEach((x) => xs.add(x)));
+  const x = Array.from(xs).sort((a, b) => a - b);
+  const index = new Map(x.map((v, i) => [v, i]));
+  const ys = names.map((n) => {
+    const y = new Array(x.length).fill(null);
+    if (series[n]) series[n].epoch.forEach((e, i) => { y[index.get(e)] = series[n].value[i]; });
+    return y;
+  });
+  return [x, ...ys];
+}
+
+function setupCharts() {
+  const box = document.getElementById("charts");
+  if (!box || typeof uPlot === "undefined") return;
+  const plots = {};
+  const width = () => Math.max(280, Math.min(box.clientWidth / (box.clientWidth > 800 ? 2 : 1) - 16, 640));
+
+  function draw(series) {
+    Object.entries(CHARTS).forEach(([key, spec]) => {
+      const names = spec.series.map((s) => s[0]);
+      const data = alignSeries(series, names);
+      if (plots[key]) { plots[key].setData(data); return; }
+      const el = box.querySelector('[data-chart="' + key + '"]');
+      plots[key] = new uPlot({
+        title: spec.title, width: width(), height: 260,
+        scales: { x: { time: false } },
+        axes: [{ label: "epoch" }, {}],
+        series: [{ label: "epoch" }].concat(spec.series.map((s) => ({
+          label: s[1], stroke: s[2], width: 2, spanGaps: true, points: { show: true, size: 4 },
+        }))),
+      }, data, el);
+    });
+  }
+
+  async function poll() {
+    let done = false;
+    try {
+      const res = await fetch(box.dataset.metricsUrl, { headers: { Accept: "application/json" } });
+      if (res.ok) {
+        const body = await res.json();
+        const hasPoints = Object.keys(body.series).length > 0;
+        document.getElementById("charts-empty").hidden = hasPoints;
+        if (hasPoints) draw(body.series);
+        done = ["succeeded", "failed", "cancelled"].includes(body.status);
+      }
+    } catch (_) { /* server restarting: keep polling */ }
+    if (!done) setTimeout(poll, 2000);
+  }
+  poll();
+  window.addEventListener("resize", () => Object.values(plots).forEach((p) => p.setSize({ width: width(), height: 260 })));
+}
+
+document.addEventListener("DOMContentLoaded", () => { setupUpload(); setupCharts(); });

@@ -1,0 +1,55 @@
+"""Test environment: one throwaway data folder, SQLite database and SQLite broker per run,
+with the real migrations applied. Settings are read from the environment, so it is set here
+before anything from `app` is imported."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(tempfile.mkdtemp(prefix="tuneboard-tests-"))
+MODELS = ROOT / "models"
+TEST_ENV = {
+    "TUNEBOARD_DATA_DIR": str(ROOT / "data"),
+    "TUNEBOARD_DATABASE_URL": f"sqlite:///{ROOT}/tuneboard.db",
+    "TUNEBOARD_BROKER_URL": f"sqla+sqlite:///{ROOT}/broker.db",
+    "TUNEBOARD_MODEL_ROOTS": json.dumps([str(MODELS)]),
+    "TUNEBOARD_MAX_UPLOAD_BYTES": str(2 * 1024 * 1024),
+    "HF_HUB_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+os.environ.update(TEST_ENV)
+
+from fastapi.testclient import TestClient  # noqa: E402
+
+from app.migrate import upgrade_head  # noqa: E402
+from tests.factories import build_tiny_bert  # noqa: E402
+
+upgrade_head()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_id() -> str:
+    """A tiny BERT in the configured model root, listed by the catalogue as local/tiny-bert."""
+    folder = MODELS / "tiny-bert"
+    if not (folder / "config.json").exists():
+        build_tiny_bert(folder)
+    return "local/tiny-bert"
+
+
+@pytest.fixture(scope="session")
+def client() -> Iterator[TestClient]:
+    from app.main import app
+
+    with TestClient(app) as c:
+        yield c
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    return ROOT

@@ -1,0 +1,67 @@
+"""The reporter a worker hands to the training code: the only link from the loop to the world.
+
+It writes progress (which is also the heartbeat), metric rows and log lines through the jobs
+service, and answers "was cancel requested?" from the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.jobs import service as jobs
+
+log = logging.getLogger("tuneboard.worker")
+
+# Progress rows are throttled: the chart and progress bar need ~1 update a second, and
+# SQLite serialises writers.
+PROGRESS_EVERY_SECONDS = 1.0
+CANCEL_CHECK_EVERY_SECONDS = 0.5
+
+
+class DatabaseReporter:
+    def __init__(self, job_id: int, sessions: sessionmaker[Session]) -> None:
+        self.job_id = job_id
+        self.sessions = sessions
+        self._phase = ""
+        self._phase_started = time.monotonic()
+        self._phase_first_step = 0
+        self._last_progress = 0.0
+        self._last_cancel_check = 0.0
+        self._cancelled = False
+
+    def log(self, message: str) -> None:
+        log.info("job %s: %s", self.job_id, message)
+        with self.sessions() as session:
+            jobs.add_log(session, self.job_id, message)
+
+    def progress(self, *, step: int, total_steps: int, phase: str) -> None:
+        now = time.monotonic()
+        if phase != self._phase:
+            self._phase, self._phase_started, self._phase_first_step = phase, now, step
+        done = step >= total_steps
+        if not done and now - self._last_progress < PROGRESS_EVERY_SECONDS:
+            return
+        self._last_progress = now
+        steps_in_phase = step - self._phase_first_step
+        eta = None
+        if steps_in_phase > 0 and total_steps > step:
+            eta = (now - self._phase_started) / steps_in_phase * (total_steps - step)
+        with self.sessions() as session:
+            jobs.record_progress(
+                session, self.job_id, step=step, total_steps=total_steps, phase=phase, eta=eta
+            )
+
+    def metrics(self, *, step: int, epoch: float, values: dict[str, float]) -> None:
+        with self.sessions() as session:
+            jobs.add_metrics(session, self.job_id, step=step, epoch=epoch, values=values)
+
+    def should_stop(self) -> bool:
+        now = time.monotonic()
+        if not self._cancelled and now - self._last_cancel_check >= CANCEL_CHECK_EVERY_SECONDS:
+            self._last_cancel_check = now
+            with self.sessions() as session:
+                self._cancelled = jobs.cancel_requested(session, self.job_id)
+        return self._cancelled

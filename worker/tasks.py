@@ -1,0 +1,89 @@
+"""Celery tasks. A task takes a job id, claims the job in the database and runs it; the
+training code itself lives in worker/training and knows nothing of Celery or SQL."""
+
+from __future__ import annotations
+
+import logging
+import traceback
+
+from app import catalog
+from app.config import get_settings
+from app.datasets.training_data import load_training_data
+from app.db import get_sessionmaker
+from app.jobs import service as jobs
+from app.jobs.models import Device, Job, JobStatus
+from app.queue import TRAIN_TASK, celery_app
+from worker.db_reporter import DatabaseReporter
+
+log = logging.getLogger("tuneboard.worker")
+
+
+@celery_app.task(name=TRAIN_TASK, acks_late=True)
+def run_job(job_id: int) -> None:
+    sessions = get_sessionmaker()
+    with sessions() as session:
+        job = jobs.claim(session, job_id)
+        if job is None:
+            log.info("job %s is not queued (taken, finished or cancelled); skipping", job_id)
+            return
+    reporter = DatabaseReporter(job_id, sessions)
+    # torch is imported here, not at module level, so the worker's parent process stays
+    # light and fork-safe; only the process that trains loads it.
+    from worker.training.reporting import Cancelled
+
+    try:
+        result = _train(job, reporter)
+    except Cancelled:
+        reporter.log("cancelled by request")
+        with sessions() as session:
+            jobs.finish(session, job_id, status=JobStatus.cancelled)
+    except Exception as exc:  # noqa: BLE001 - any failure must reach the job page
+        reason = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+        log.exception("job %s failed", job_id)
+        reporter.log("failed: " + reason + "\n" + traceback.format_exc(limit=5))
+        with sessions() as session:
+            jobs.finish(session, job_id, status=JobStatus.failed, error=reason)
+    else:
+        with sessions() as session:
+            jobs.finish(
+                session,
+                job_id,
+                status=JobStatus.succeeded,
+                results=result.metrics,
+                export_ready=result.export_path.is_file(),
+            )
+
+
+def _train(job: Job, reporter: DatabaseReporter):  # noqa: ANN202 - TrainResult, imported lazily
+    from worker.model_source import local_model_path, pick_device
+    from worker.training.run import run_training
+    from worker.training.spec import TextExamples, TrainParams, TrainSpec
+
+    settings = get_settings()
+    reporter.log(f"loading dataset {job.dataset.name!r}")
+    data = load_training_data(job.dataset, settings, seed=job.params["seed"])
+    entry = catalog.resolve(job.model, settings)
+    device = pick_device(Device(job.device))
+    reporter.log(
+        f"{len(data.train_idx)} train / {len(data.validation_idx)} validation / "
+        f"{len(data.test_idx)} test examples, {len(data.label_names)} classes, device {device}"
+    )
+    spec = TrainSpec(
+        job_id=job.id,
+        model_id=entry.id,
+        model_path=local_model_path(entry),
+        strategy=job.strategy,
+        label_names=data.label_names,
+        examples=TextExamples(texts=data.texts, text_pairs=data.text_pairs, labels=data.labels),
+        train_idx=data.train_idx,
+        validation_idx=data.validation_idx,
+        test_idx=data.test_idx,
+        dataset_name=job.dataset.name,
+        dataset_fingerprint=job.dataset.fingerprint,
+        params=TrainParams(**job.params),
+        output_dir=settings.jobs_dir / str(job.id),
+        cache_dir=settings.feature_cache_dir,
+        device=device,
+        torch_threads=settings.torch_threads,
+    )
+    return run_training(spec, reporter)
