@@ -27,9 +27,11 @@ def make_celery() -> Celery:
         worker_prefetch_multiplier=1,  # ... and a busy worker does not hoard queued jobs
         task_default_queue="cpu",
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": MAX_JOB_SECONDS + 3600},
         worker_hijack_root_logger=False,
     )
+    if url.startswith(("redis", "rediss")):
+        # Redis hands an unacked message to another worker after this long.
+        app.conf.broker_transport_options = {"visibility_timeout": MAX_JOB_SECONDS + 3600}
     return app
 
 

@@ -1,6 +1,7 @@
 """Alembic environment: Tuneboard's metadata and the database URL from its settings."""
 
 from alembic import context
+from sqlalchemy.engine import Connection
 
 import app.datasets.models  # noqa: F401 - registers the tables on Base.metadata
 import app.jobs.models  # noqa: F401
@@ -21,14 +22,21 @@ def run_migrations_offline() -> None:
         context.run_migrations()
 
 
+def _run(connection: Connection) -> None:
+    # Batch mode lets later migrations alter columns on SQLite too.
+    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
 def run_migrations_online() -> None:
+    # A connection handed over by app.migrate wins over the settings' URL.
+    given = config.attributes.get("connection")
+    if given is not None:
+        _run(given)
+        return
     with get_engine().connect() as connection:
-        # Batch mode lets later migrations alter columns on SQLite too.
-        context.configure(
-            connection=connection, target_metadata=target_metadata, render_as_batch=True
-        )
-        with context.begin_transaction():
-            context.run_migrations()
+        _run(connection)
 
 
 if context.is_offline_mode():

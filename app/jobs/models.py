@@ -7,7 +7,7 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, Enum, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.datasets.models import Dataset, utcnow
@@ -53,6 +53,13 @@ class Device(StrEnum):
     gpu = "gpu"
 
 
+def _enum(enum: type[StrEnum], length: int) -> Enum:
+    """Stored as the plain value string (VARCHAR), read back as the enum member."""
+    return Enum(
+        enum, native_enum=False, length=length, values_callable=lambda e: [m.value for m in e]
+    )
+
+
 class Job(Base):
     __tablename__ = "jobs"
 
@@ -60,10 +67,12 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"), index=True)
     model: Mapped[str] = mapped_column(String(300))
-    strategy: Mapped[Strategy] = mapped_column(String(32))
-    device: Mapped[Device] = mapped_column(String(8), default=Device.auto)
+    strategy: Mapped[Strategy] = mapped_column(_enum(Strategy, 32))
+    device: Mapped[Device] = mapped_column(_enum(Device, 8), default=Device.auto)
     params: Mapped[dict[str, Any]] = mapped_column(JSON)
-    status: Mapped[JobStatus] = mapped_column(String(16), default=JobStatus.queued, index=True)
+    status: Mapped[JobStatus] = mapped_column(
+        _enum(JobStatus, 16), default=JobStatus.queued, index=True
+    )
     phase: Mapped[str] = mapped_column(String(32), default="queued")
     step: Mapped[int] = mapped_column(Integer, default=0)
     total_steps: Mapped[int] = mapped_column(Integer, default=0)

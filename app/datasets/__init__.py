@@ -1,0 +1,1 @@
+"""Datasets: reading uploaded tables, choosing columns, validating and splitting them."""

@@ -1,0 +1,170 @@
+"""Which column holds the text and which the label.
+
+Most uploads name them plainly ("text", "label"), so names decide first; the statistics of the
+values decide only when names do not. A person can always name the columns themselves, and
+every error here says how (``text_column`` / ``label_column``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.datasets.parsing import ParseError, Table
+
+LABEL_NAMES = (
+    "label", "labels", "class", "category", "target", "y", "sentiment", "topic", "intent", "tag",
+)  # fmt: skip
+TEXT_NAMES = (
+    "text", "sentence", "content", "review", "body", "document", "message", "tweet", "comment",
+    "question", "title",
+)  # fmt: skip
+PAIR_NAMES = (
+    ("sentence1", "sentence2"), ("premise", "hypothesis"), ("text_a", "text_b"),
+    ("text", "text_pair"), ("question1", "question2"), ("question", "passage"),
+)  # fmt: skip
+MAX_LABEL_CHARS = 64  # a label value longer than this is a sentence, not a class name
+
+
+@dataclass(frozen=True)
+class ColumnChoice:
+    text: str
+    label: str
+    text_pair: str | None = None
+
+
+def detect_columns(table: Table) -> ColumnChoice:
+    return resolve_columns(table, text=None, label=None)
+
+
+def resolve_columns(
+    table: Table, *, text: str | None, label: str | None, text_pair: str | None = None
+) -> ColumnChoice:
+    """Columns the user named win; the rest are detected among the columns left over."""
+    text = _find(table, text)
+    label = _find(table, label)
+    text_pair = _find(table, text_pair)
+    given = [name for name in (text, label, text_pair) if name]
+    if len(set(given)) != len(given):
+        twice = next(name for name in given if given.count(name) > 1)
+        raise ParseError(
+            f"column '{twice}' was chosen for two roles; the text, text pair and label must "
+            "be different columns",
+            column=twice,
+        )
+    if text is None and text_pair is None:
+        text, text_pair = _pair_by_name(table, taken={label})
+    if text is None:
+        text = _by_name(table, TEXT_NAMES, taken={label, text_pair})
+    if label is None:
+        taken = {text, text_pair}
+        label = _by_name(table, LABEL_NAMES, taken=taken) or _label_by_values(table, taken=taken)
+    if text is None:
+        text = _text_by_values(table, taken={label, text_pair})
+    if label is None:
+        raise ParseError(
+            f"could not tell which column holds the labels ({_listing(table)}); choose it "
+            "yourself with label_column",
+            column="label_column",
+        )
+    if text is None:
+        raise ParseError(
+            f"could not tell which column holds the text ({_listing(table)}); choose it "
+            "yourself with text_column",
+            column="text_column",
+        )
+    return ColumnChoice(text=text, label=label, text_pair=text_pair)
+
+
+def _listing(table: Table) -> str:
+    if len(table.columns) == 1:
+        return f"the file has only one column, '{table.columns[0]}'; it needs a text and a label"
+    return "the file has: " + ", ".join(table.columns)
+
+
+def _norm(name: str) -> str:
+    return name.strip().lower().replace(" ", "_").replace("-", "_")
+
+
+def _find(table: Table, name: str | None) -> str | None:
+    """The column the user meant: exact name first, then ignoring case and spaces."""
+    if name is None or name == "":
+        return None
+    if name in table.columns:
+        return name
+    close = [c for c in table.columns if _norm(c) == _norm(name)]
+    if len(close) == 1:
+        return close[0]
+    raise ParseError(f"no column named '{name}'; {_listing(table)}", column=name)
+
+
+def _by_name(table: Table, names: tuple[str, ...], *, taken: set[str | None]) -> str | None:
+    by_norm = {_norm(c): c for c in reversed(table.columns) if c not in taken}
+    return next((by_norm[n] for n in names if n in by_norm), None)
+
+
+def _pair_by_name(table: Table, *, taken: set[str | None]) -> tuple[str | None, str | None]:
+    by_norm = {_norm(c): c for c in reversed(table.columns) if c not in taken}
+    for first, second in PAIR_NAMES:
+        if first in by_norm and second in by_norm:
+            return by_norm[first], by_norm[second]
+    return None, None
+
+
+def _label_key(value: object) -> str | None:
+    if value is None or (isinstance(value, float) and value != value):  # None or NaN
+        return None
+    key = str(value).strip()
+    return key or None
+
+
+def _label_by_values(table: Table, *, taken: set[str | None]) -> str | None:
+    """The column with the fewest distinct short values, as long as values repeat.
+
+    Between 2 and max(50, rows/2) classes: fewer is not a classification task, more is
+    probably an id or free text. A column whose values never repeat is an id.
+    """
+    limit = max(50, len(table.rows) // 2)
+    best: tuple[int, int, str] | None = None
+    for position, column in enumerate(table.columns):
+        if column in taken:
+            continue
+        seen: set[str] = set()
+        filled = 0
+        for row in table.rows:
+            key = _label_key(row.get(column))
+            if key is None:
+                continue
+            if len(key) > MAX_LABEL_CHARS or len(seen) > limit:
+                break
+            seen.add(key)
+            filled += 1
+        else:
+            if 2 <= len(seen) <= limit and len(seen) < filled:
+                # Fewest classes wins; on a tie the rightmost column, where labels usually sit.
+                candidate = (len(seen), -position, column)
+                best = candidate if best is None or candidate < best else best
+    return best[2] if best else None
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _text_by_values(table: Table, *, taken: set[str | None]) -> str | None:
+    """The column of words (not numbers) with the longest values on average."""
+    best: tuple[float, str] | None = None
+    for column in table.columns:
+        if column in taken:
+            continue
+        values = [v for row in table.rows if isinstance(v := row.get(column), str) and v.strip()]
+        words = [v for v in values if not _is_number(v)]
+        if not words or len(words) * 2 < len(values):
+            continue
+        mean = sum(len(v) for v in values) / len(values)
+        if best is None or mean > best[0]:
+            best = (mean, column)
+    return best[1] if best else None

@@ -1,0 +1,52 @@
+"""Real Tuneboard processes for tests: started with the test environment, always stopped."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@contextmanager
+def worker_process(log_path: Path, *, queues: str = "cpu") -> Iterator[subprocess.Popen[bytes]]:
+    """`tuneboard worker` as its own process group, so teardown also reaches the training
+    child it forks."""
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "worker", f"--queues={queues}"],
+            cwd=ROOT, env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            yield proc
+        finally:
+            stop_group(proc)
+
+
+def stop_group(proc: subprocess.Popen[bytes], *, timeout: float = 20) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def wait_for(predicate: Callable[[], Any], *, timeout: float, interval: float = 0.5,
+             what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
