@@ -28,7 +28,7 @@ os.environ.update(TEST_ENV)
 from fastapi.testclient import TestClient  # noqa: E402
 
 from app.migrate import upgrade_head  # noqa: E402
-from tests.factories import build_tiny_bert  # noqa: E402
+from tests.factories import make_tiny_bert  # noqa: E402
 
 upgrade_head()
 
@@ -38,7 +38,7 @@ def tiny_model_id() -> str:
     """A tiny BERT in the configured model root, listed by the catalogue as local/tiny-bert."""
     folder = MODELS / "tiny-bert"
     if not (folder / "config.json").exists():
-        build_tiny_bert(folder)
+        make_tiny_bert(folder)
     return "local/tiny-bert"
 
 
@@ -53,3 +53,13 @@ def client() -> Iterator[TestClient]:
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     return ROOT
+
+
+@pytest.fixture(scope="session")
+def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One real `tuneboard worker` process on the embedded SQLite broker; yields its log."""
+    from tests.processes import worker_process
+
+    log = tmp_path_factory.mktemp("worker") / "worker.log"
+    with worker_process(log):
+        yield log

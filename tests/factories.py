@@ -3,48 +3,103 @@
 from __future__ import annotations
 
 import csv
+import json
 import random
 from pathlib import Path
 
-CLASS_WORDS = {
-    "sport": ["match", "goal", "team", "score", "league", "coach"],
-    "tech": ["software", "chip", "computer", "internet", "phone", "code"],
-    "food": ["recipe", "bread", "cheese", "dinner", "spicy", "bake"],
-}
-FILLER = ["the", "a", "today", "new", "big", "report", "says", "about", "very", "some"]
+LABELS = ["sport", "money", "music"]
+CLASS_WORDS = [
+    ["goal", "match", "team", "score", "coach", "league"],
+    ["bank", "price", "market", "profit", "stock", "trade"],
+    ["song", "band", "album", "guitar", "concert", "singer"],
+]
+FILLER = [
+    "the", "a", "of", "and", "to", "in", "is", "was", "for", "on", "with", "it", "this",
+    "that", "day", "people", "new", "time", "year", "city", "report", "said", "about", "after",
+    "more", "other", "some", "first", "last", "week", "news", "today", "very",
+]  # fmt: skip
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
 
-def build_tiny_bert(folder: Path, *, hidden: int = 32, layers: int = 2) -> Path:
-    """A randomly initialised BERT small enough to train in seconds, saved like a Hub model."""
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+def synthetic_text(rng: random.Random, label: int, *, max_filler: int = 30) -> str:
+    """Filler words with three words of the class mixed in: learnable in a few epochs."""
+    words = [rng.choice(FILLER) for _ in range(rng.randint(1, max_filler))]
+    for _ in range(3):
+        words.insert(rng.randrange(len(words) + 1), rng.choice(CLASS_WORDS[label]))
+    return " ".join(words)
+
+
+def make_tiny_bert(folder: Path) -> str:
+    """A 2-layer BERT saved like a pretrained model folder (BertModel weights with pooler,
+    no classification head, fast tokenizer), so loading it exercises the real path.
+
+    It is pretrained here on other synthetic texts until it tells the classes apart (a
+    second or two): a random BERT's [CLS] state barely depends on the input, so frozen
+    features would teach nothing.
+    """
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
     folder.mkdir(parents=True, exist_ok=True)
-    words = sorted({w for ws in CLASS_WORDS.values() for w in ws} | set(FILLER))
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *words]
+    vocab = SPECIAL + FILLER + [w for words in CLASS_WORDS for w in words]
     (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"))
-    config = BertConfig(
-        vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers,
-        num_attention_heads=2, intermediate_size=hidden * 2, max_position_embeddings=128,
+    (folder / "tokenizer_config.json").write_text(
+        json.dumps({"tokenizer_class": "BertTokenizer", "do_lower_case": True})
     )
-    BertForSequenceClassification(config).save_pretrained(folder, safe_serialization=True)
-    tokenizer.save_pretrained(folder)
-    return folder
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        num_labels=len(LABELS),
+    )
+    config.save_pretrained(folder)  # the tokenizer reads model_type from it
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    rng = random.Random(99)
+    corpus = [(synthetic_text(rng, i % len(LABELS)), i % len(LABELS)) for i in range(512)]
+    enc = tokenizer([t for t, _ in corpus], padding=True, return_tensors="pt")
+    targets = torch.tensor([y for _, y in corpus])
+    torch.manual_seed(2)
+    model = BertForSequenceClassification(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    accuracy = 0.0
+    for step in range(1, 401):
+        i = torch.randint(0, len(targets), (32,))
+        logits = model(
+            input_ids=enc["input_ids"][i], attention_mask=enc["attention_mask"][i]
+        ).logits
+        torch.nn.functional.cross_entropy(logits, targets[i]).backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        if step % 25 == 0:
+            with torch.inference_mode():
+                accuracy = (model.eval()(**enc).logits.argmax(1) == targets).float().mean().item()
+            model.train()
+            if accuracy >= 0.98:
+                break
+    assert accuracy >= 0.95, f"tiny BERT pretraining reached only {accuracy:.2f}"
+    model.bert.save_pretrained(folder)  # the backbone only, as a pretrained checkpoint ships
+    tokenizer.save_pretrained(folder)  # writes tokenizer.json
+    return str(folder)
 
 
 def labelled_texts(n_per_class: int = 30, *, seed: int = 0) -> list[tuple[str, str]]:
+    """(text, label name) rows in shuffled order, for files uploaded through the API."""
     rng = random.Random(seed)
-    rows = []
-    for label, words in CLASS_WORDS.items():
-        for _ in range(n_per_class):
-            tokens = rng.choices(words, k=3) + rng.choices(FILLER, k=rng.randint(2, 12))
-            rng.shuffle(tokens)
-            rows.append((" ".join(tokens), label))
+    rows = [
+        (synthetic_text(rng, label), LABELS[label])
+        for label in range(len(LABELS))
+        for _ in range(n_per_class)
+    ]
     rng.shuffle(rows)
     return rows
 
 
-def write_csv(path: Path, rows: list[tuple[str, str]], header: tuple[str, str] = ("text", "label")) -> Path:
+def write_csv(
+    path: Path, rows: list[tuple[str, str]], header: tuple[str, str] = ("text", "label")
+) -> Path:
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(header)

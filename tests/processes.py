@@ -22,7 +22,10 @@ def worker_process(log_path: Path, *, queues: str = "cpu") -> Iterator[subproces
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "app.cli", "worker", f"--queues={queues}"],
-            cwd=ROOT, env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=os.environ.copy(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         try:
@@ -41,8 +44,9 @@ def stop_group(proc: subprocess.Popen[bytes], *, timeout: float = 20) -> None:
             proc.wait()
 
 
-def wait_for(predicate: Callable[[], Any], *, timeout: float, interval: float = 0.5,
-             what: str = "condition") -> Any:
+def wait_for(
+    predicate: Callable[[], Any], *, timeout: float, interval: float = 0.5, what: str = "condition"
+) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()

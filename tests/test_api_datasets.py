@@ -15,7 +15,9 @@ from tests.factories import labelled_texts, write_csv
 
 
 def _upload(client: TestClient, filename: str, content: bytes, **form: str):
-    return client.post("/api/v1/datasets", files={"file": (filename, io.BytesIO(content))}, data=form)
+    return client.post(
+        "/api/v1/datasets", files={"file": (filename, io.BytesIO(content))}, data=form
+    )
 
 
 def _dataset_count() -> int:
@@ -34,9 +36,9 @@ def test_csv_upload_detects_columns_and_reports(client: TestClient, tmp_path: Pa
     body = response.json()
     assert body["name"] == "My news"
     assert (body["text_column"], body["label_column"]) == ("sentence", "category")
-    assert body["label_names"] == ["food", "sport", "tech"]
+    assert body["label_names"] == ["money", "music", "sport"]
     assert body["num_rows"] == 45
-    assert body["report"]["class_counts"] == {"food": 15, "sport": 15, "tech": 15}
+    assert body["report"]["class_counts"] == {"money": 15, "music": 15, "sport": 15}
     assert body["report"]["errors"] == []
     assert len(body["preview"]) == 20
     # The few-examples warning: 15 < the per-class floor is not hit, but duplicates may be.
@@ -86,7 +88,9 @@ def test_unknown_column_choice_is_422(client: TestClient, tmp_path: Path) -> Non
     assert "topic" in response.json()["detail"]
 
 
-def test_upload_over_the_limit_is_413_and_leaves_nothing(client: TestClient, data_root: Path) -> None:
+def test_upload_over_the_limit_is_413_and_leaves_nothing(
+    client: TestClient, data_root: Path
+) -> None:
     before = _dataset_count()
     big = b"text,label\n" + b"x" * (3 * 1024 * 1024) + b",a\n"
     response = _upload(client, "big.csv", big)
@@ -102,8 +106,11 @@ def test_separate_validation_and_test_files(client: TestClient, tmp_path: Path) 
     test = write_csv(tmp_path / "test.csv", labelled_texts(4, seed=3)).read_bytes()
     response = client.post(
         "/api/v1/datasets",
-        files={"file": ("train.csv", train), "validation_file": ("val.csv", val),
-               "test_file": ("test.csv", test)},
+        files={
+            "file": ("train.csv", train),
+            "validation_file": ("val.csv", val),
+            "test_file": ("test.csv", test),
+        },
     )
     assert response.status_code == 201, response.text
     assert response.json()["report"]["parts"] == {"train": 36, "validation": 9, "test": 12}

@@ -46,10 +46,15 @@ def test_created_job_is_queued_with_resolved_defaults(
     client: TestClient, tmp_path: Path, tiny_model_id: str
 ) -> None:
     dataset_id = _dataset_id(client, tmp_path)
-    response = client.post("/api/v1/jobs", json={
-        "dataset_id": dataset_id, "model": tiny_model_id, "strategy": "finetune_full",
-        "params": {"batch_size": 8},
-    })
+    response = client.post(
+        "/api/v1/jobs",
+        json={
+            "dataset_id": dataset_id,
+            "model": tiny_model_id,
+            "strategy": "finetune_full",
+            "params": {"batch_size": 8},
+        },
+    )
     assert response.status_code == 201, response.text
     job = response.json()
     assert job["status"] == "queued"

@@ -20,8 +20,9 @@ from app.jobs import service as jobs
 from app.jobs.models import Job, JobStatus, Strategy
 from app.migrate import downgrade_base, upgrade_head
 
-PG_URL = os.environ.get("TUNEBOARD_TEST_POSTGRES_URL",
-                        "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+PG_URL = os.environ.get(
+    "TUNEBOARD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
 
 
 @pytest.fixture(scope="module")
@@ -43,13 +44,23 @@ def pg() -> Iterator[sessionmaker[Session]]:
 
 def _job(session: Session) -> Job:
     dataset = Dataset(
-        name="pg", format="csv", files={"train": "train.csv"}, original_filename="a.csv",
-        size_bytes=1, content_hash="0" * 64, columns=["text", "label"], text_column="text",
-        label_column="label", num_rows=2, label_names=["a", "b"], report={"errors": []},
+        name="pg",
+        format="csv",
+        files={"train": "train.csv"},
+        original_filename="a.csv",
+        size_bytes=1,
+        content_hash="0" * 64,
+        columns=["text", "label"],
+        text_column="text",
+        label_column="label",
+        num_rows=2,
+        label_names=["a", "b"],
+        report={"errors": []},
         preview=[],
     )
-    job = Job(dataset=dataset, model="minilm-l6", strategy=Strategy.finetune_full,
-              params={"epochs": 1})
+    job = Job(
+        dataset=dataset, model="minilm-l6", strategy=Strategy.finetune_full, params={"epochs": 1}
+    )
     session.add(job)
     session.commit()
     return job

@@ -13,7 +13,7 @@ from app.datasets import service as datasets
 from app.datasets.parsing import ParseError
 from app.datasets.service import DatasetInvalid
 from app.jobs import service as jobs
-from app.jobs.models import STRATEGY_HELP, Device, JobCreate, JobStatus, Strategy
+from app.jobs.models import STRATEGY_HELP, Device, JobCreate, Strategy
 from app.web.deps import DatasetDep, JobDep, SessionDep, SettingsDep
 from app.web.errors import DOMAIN_ERRORS, error_body
 from app.web.templating import templates
@@ -168,7 +168,7 @@ def job_list(request: Request, session: SessionDep) -> HTMLResponse:
 
 
 def _job_context(session: Any, job: Any) -> dict[str, Any]:
-    return {"job": job, "logs": jobs.log_tail(session, job.id), "JobStatus": JobStatus}
+    return {"job": job, "logs": jobs.log_tail(session, job.id)}
 
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
@@ -179,6 +179,11 @@ def job_detail(request: Request, job: JobDep, session: SessionDep) -> HTMLRespon
 @router.get("/jobs/{job_id}/status", response_class=HTMLResponse)
 def job_status(request: Request, job: JobDep, session: SessionDep) -> HTMLResponse:
     return render(request, "jobs/detail.html", _job_context(session, job), block="status")
+
+
+@router.get("/jobs/{job_id}/outcome", response_class=HTMLResponse)
+def job_outcome(request: Request, job: JobDep, session: SessionDep) -> HTMLResponse:
+    return render(request, "jobs/detail.html", _job_context(session, job), block="outcome")
 
 
 @router.post("/jobs/{job_id}/cancel", response_class=HTMLResponse)

@@ -1,0 +1,50 @@
+"""Driving jobs through the JSON API in tests: run one to the end, unpack its export."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from tests.processes import wait_for
+
+FINISHED = {"succeeded", "failed", "cancelled"}
+
+
+def upload_csv(client: TestClient, path: Path, **form: str) -> dict[str, Any]:
+    response = client.post(
+        "/api/v1/datasets", files={"file": (path.name, path.read_bytes())}, data=form
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def run_job(client: TestClient, body: dict[str, Any], *, timeout: float = 180) -> dict[str, Any]:
+    """Create a job and wait until the worker has finished it; returns the final job."""
+    response = client.post("/api/v1/jobs", json=body)
+    assert response.status_code == 201, response.text
+    url = f"/api/v1/jobs/{response.json()['id']}"
+    return wait_for(
+        lambda: (j := client.get(url).json())["status"] in FINISHED and j,
+        timeout=timeout,
+        what=f"{url} to finish",
+    )
+
+
+def load_export(client: TestClient, job_id: int, into: Path) -> tuple[Any, Any]:
+    """Download the job's ZIP, check its layout, load it with plain transformers."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    response = client.get(f"/api/v1/jobs/{job_id}/export")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(response.content)) as archive:
+        names = set(archive.namelist())
+        archive.extractall(into)
+    assert {"README.md", "metrics.json", "model/config.json", "model/model.safetensors"} <= names
+    model = AutoModelForSequenceClassification.from_pretrained(into / "model")
+    tokenizer = AutoTokenizer.from_pretrained(into / "model")
+    return model.eval(), tokenizer

@@ -1,0 +1,1 @@
+"""Celery worker and the pure training code it runs."""

@@ -1,0 +1,134 @@
+"""Publish a trained model as a ZIP that loads in one line with transformers.
+
+Layout of `export.zip` (and of the `export/` folder it is made from):
+    model/              save_pretrained weights (safetensors), config with the label names,
+                        tokenizer files, training_args.json (the settings that made them)
+    README.md           model card: data, strategy, settings, metrics, how to load it
+    metrics.json
+The ZIP is written under a temporary name and renamed, so `export.zip` exists only complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from transformers import PreTrainedModel
+
+from worker.training.spec import TrainSpec
+
+# Weights barely compress; deflating them would only cost time.
+STORED_SUFFIXES = (".safetensors", ".bin")
+
+
+def training_args(spec: TrainSpec, learning_rate: float) -> dict[str, Any]:
+    """The settings that produced the weights, saved next to them (nanoGPT-style)."""
+    return {
+        "job_id": spec.job_id,
+        "model_id": spec.model_id,
+        "strategy": spec.strategy,
+        "dataset_name": spec.dataset_name,
+        "dataset_fingerprint": spec.dataset_fingerprint,
+        "label_names": list(spec.label_names),
+        "params": {**asdict(spec.params), "learning_rate": learning_rate},
+        "rows": {
+            "train": len(spec.train_idx),
+            "validation": len(spec.validation_idx),
+            "test": len(spec.test_idx),
+        },
+    }
+
+
+def model_card(spec: TrainSpec, args: dict[str, Any], metrics: dict[str, Any]) -> str:
+    score_rows = [
+        ("test accuracy", metrics["test_accuracy"]),
+        ("test macro-F1", metrics["test_macro_f1"]),
+        ("test loss", metrics["test_loss"]),
+        ("validation accuracy (best epoch)", metrics["val_accuracy"]),
+        ("validation macro-F1 (best epoch)", metrics["val_macro_f1"]),
+    ]
+    class_rows = [
+        f"| {name} | {c['precision']:.4f} | {c['recall']:.4f} | {c['f1']:.4f} | {c['support']} |"
+        for name, c in metrics["per_class"].items()
+    ]
+    settings = "\n".join(f"- `{k}`: {v}" for k, v in args["params"].items())
+    return f"""# {spec.dataset_name} classifier ({spec.model_id}, {spec.strategy})
+
+Trained by Tuneboard, job {spec.job_id}, from `{spec.model_id}` on the dataset
+**{spec.dataset_name}** ({args["rows"]["train"]} training, {args["rows"]["validation"]}
+validation and {args["rows"]["test"]} test rows) with the strategy **{spec.strategy}**.
+
+Labels: {", ".join(spec.label_names)}
+
+## Load it
+
+```python
+from transformers import AutoModelForSequenceClassification, pipeline
+model = AutoModelForSequenceClassification.from_pretrained("model")
+classify = pipeline("text-classification", model="model")
+```
+
+## Metrics
+
+| metric | value |
+|---|---|
+{chr(10).join(f"| {name} | {value:.4f} |" for name, value in score_rows)}
+| best epoch | {metrics["best_epoch"]} |
+| trainable parameters | {metrics["trainable_params"]:,} |
+| total parameters | {metrics["total_params"]:,} |
+
+| class | precision | recall | F1 | support |
+|---|---|---|---|---|
+{chr(10).join(class_rows)}
+
+## Settings
+
+{settings}
+
+The same settings are in `model/training_args.json`; all metrics are in `metrics.json`.
+"""
+
+
+def export_model(
+    spec: TrainSpec,
+    model: PreTrainedModel,
+    tokenizer: Any,
+    *,
+    metrics: dict[str, Any],
+    learning_rate: float,
+) -> Path:
+    """Write `output_dir/export/`, zip it, publish `output_dir/export.zip`; return that path."""
+    folder = spec.output_dir / "export"
+    if folder.exists():  # left by an earlier, interrupted attempt
+        shutil.rmtree(folder)
+    model_dir = folder / "model"
+    model.save_pretrained(model_dir)  # safetensors; config carries id2label / label2id
+    tokenizer.save_pretrained(model_dir)
+    args = training_args(spec, learning_rate)
+    (model_dir / "training_args.json").write_text(json.dumps(args, indent=2) + "\n")
+    (folder / "README.md").write_text(model_card(spec, args, metrics))
+    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+
+    published = spec.output_dir / "export.zip"
+    fd, tmp = tempfile.mkstemp(prefix="export.", suffix=".zip.tmp", dir=spec.output_dir)
+    os.close(fd)
+    try:
+        with zipfile.ZipFile(tmp, "w") as archive:
+            for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+                stored = path.suffix in STORED_SUFFIXES
+                archive.write(
+                    path,
+                    path.relative_to(folder).as_posix(),
+                    compress_type=zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED,
+                )
+        os.replace(tmp, published)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return published

@@ -1,0 +1,85 @@
+"""What a training job is given: the data, the model, the strategy and the settings.
+
+Plain frozen dataclasses with no torch import, so the worker can build a spec from database
+rows without loading any training code, and a spec can be written next to the weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+TRANSFER_FROZEN = "transfer_frozen"
+FINETUNE_FULL = "finetune_full"
+STRATEGIES = (TRANSFER_FROZEN, FINETUNE_FULL)
+
+# A new head on frozen features can take big steps; updating pretrained weights cannot
+# without wrecking them, hence two orders of magnitude between the defaults.
+DEFAULT_LEARNING_RATES = {TRANSFER_FROZEN: 1e-3, FINETUNE_FULL: 5e-5}
+
+
+@dataclass(frozen=True)
+class TextExamples:
+    texts: list[str]
+    text_pairs: list[str] | None
+    labels: list[int]  # ids into TrainSpec.label_names
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    epochs: int = 3
+    batch_size: int = 16
+    learning_rate: float | None = None  # None: the strategy's default (DEFAULT_LEARNING_RATES)
+    max_length: int = 128
+    seed: int = 42
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.06
+
+    def learning_rate_for(self, strategy: str) -> float:
+        if self.learning_rate is not None:
+            return self.learning_rate
+        return DEFAULT_LEARNING_RATES[strategy]
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    job_id: int
+    model_id: str  # catalogue id, e.g. "minilm-l6": part of the feature-cache key and model card
+    model_path: str  # local Hugging Face model folder (config.json, model.safetensors, tokenizer)
+    strategy: str  # one of STRATEGIES
+    label_names: list[str]
+    examples: TextExamples  # all rows of the dataset, in file order
+    train_idx: list[int]
+    validation_idx: list[int]
+    test_idx: list[int]
+    dataset_name: str
+    dataset_fingerprint: str  # content hash of the dataset files + column choice
+    params: TrainParams
+    output_dir: Path  # the job's folder
+    cache_dir: Path  # feature cache shared by all jobs
+    device: str = "cpu"  # "cpu" | "cuda" | "auto"
+    torch_threads: int = 0  # 0: leave torch's default
+
+    def check(self) -> None:
+        """Fail before any model is loaded, with a message a user can act on."""
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {self.strategy!r}; expected one of {STRATEGIES}")
+        if len(self.label_names) < 2:
+            raise ValueError("a classifier needs at least two labels")
+        n = len(self.examples.texts)
+        if len(self.examples.labels) != n:
+            raise ValueError(f"{n} texts but {len(self.examples.labels)} labels")
+        if self.examples.text_pairs is not None and len(self.examples.text_pairs) != n:
+            raise ValueError(f"{n} texts but {len(self.examples.text_pairs)} text pairs")
+        bad = [y for y in self.examples.labels if not 0 <= y < len(self.label_names)]
+        if bad:
+            raise ValueError(f"label id {bad[0]} is outside 0..{len(self.label_names) - 1}")
+        for name in ("train_idx", "validation_idx", "test_idx"):
+            idx = getattr(self, name)
+            if not idx:
+                raise ValueError(f"{name} is empty: training needs train, validation and test rows")
+            if min(idx) < 0 or max(idx) >= n:
+                raise ValueError(f"{name} holds an index outside 0..{n - 1}")
+        p = self.params
+        if p.epochs < 1 or p.batch_size < 1 or p.max_length < 2:
+            raise ValueError("epochs and batch_size must be ≥ 1 and max_length ≥ 2")
