@@ -50,6 +50,9 @@ def serve(
     child = None
     if worker:
         child = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"])
+    # uvicorn re-raises the signal that stopped it once it has shut down; make SIGTERM an
+    # exception, as SIGINT already is, so the worker is stopped below rather than orphaned.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     host, port = host or settings.host, port or settings.port
     typer.secho(f"Tuneboard is at http://{host}:{port}", fg=typer.colors.GREEN, bold=True)
     try:
