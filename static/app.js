@@ -45,13 +45,15 @@ function setupUpload() {
     const head = document.createElement("strong");
     head.textContent = status ? "Upload refused: " : "Upload failed: ";
     error.append(head);
-    let detail = body.detail;
-    if (Array.isArray(detail)) detail = detail.map((d) => d.msg).join("; ");
-    error.append(document.createTextNode(detail || "the server did not answer; try again."));
-    (body.errors || []).forEach((issue) => {
+    // A validation report lists its blocking errors; anything else has one detail line.
+    let messages = (body.errors || []).map((issue) => issue.message);
+    if (!messages.length) {
+      const detail = Array.isArray(body.detail) ? body.detail.map((d) => d.msg).join("; ") : body.detail;
+      messages = [detail || "the server did not answer; try again."];
+    }
+    messages.forEach((message) => {
       const div = document.createElement("div");
-      div.textContent = issue.lines && issue.lines.length
-        ? issue.message + " (lines " + issue.lines.slice(0, 10).join(", ") + ")" : issue.message;
+      div.textContent = message;
       error.append(div);
     });
     error.hidden = false;
@@ -119,3 +121,8 @@ function setupCharts() {
 }
 
 document.addEventListener("DOMContentLoaded", () => { setupUpload(); setupCharts(); });
+
+// The log tail reads bottom-up like a terminal: keep the newest line in view after each poll.
+function scrollLogs() { document.querySelectorAll("pre.log").forEach((el) => { el.scrollTop = el.scrollHeight; }); }
+document.addEventListener("DOMContentLoaded", scrollLogs);
+document.addEventListener("htmx:afterSwap", scrollLogs);

