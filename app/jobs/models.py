@@ -31,7 +31,7 @@ class Strategy(StrEnum):
     finetune_full = "finetune_full"
 
     @property
-    def title(self) -> str:
+    def label(self) -> str:
         return STRATEGY_TITLES[self]
 
 

@@ -28,12 +28,12 @@ def render(
     *,
     status: int = 200,
     block: str | None = None,
-) -> HTMLResponse:
+) -> Response:
     return templates.TemplateResponse(request, name, context, status_code=status, block_name=block)
 
 
 @router.get("/", response_class=HTMLResponse)
-def home(request: Request, session: SessionDep) -> HTMLResponse:
+def home(request: Request, session: SessionDep) -> Response:
     return render(
         request,
         "home.html",
@@ -45,7 +45,7 @@ def home(request: Request, session: SessionDep) -> HTMLResponse:
 
 
 @router.get("/datasets", response_class=HTMLResponse)
-def dataset_list(request: Request, session: SessionDep, settings: SettingsDep) -> HTMLResponse:
+def dataset_list(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
     return render(
         request,
         "datasets/list.html",
@@ -67,7 +67,7 @@ def _dataset_context(dataset: Any, error: str | None = None) -> dict[str, Any]:
 
 
 @router.get("/datasets/{dataset_id}", response_class=HTMLResponse)
-def dataset_detail(request: Request, dataset: DatasetDep) -> HTMLResponse:
+def dataset_detail(request: Request, dataset: DatasetDep) -> Response:
     return render(request, "datasets/detail.html", _dataset_context(dataset))
 
 
@@ -80,7 +80,7 @@ def dataset_columns(
     text_column: Annotated[str, Form()],
     label_column: Annotated[str, Form()],
     text_pair_column: Annotated[str, Form()] = "",
-) -> HTMLResponse:
+) -> Response:
     try:
         datasets.change_columns(
             session,
@@ -118,7 +118,7 @@ def _form_context(session: Any, settings: Any, **extra: Any) -> dict[str, Any]:
 @router.get("/jobs/new", response_class=HTMLResponse)
 def new_job(
     request: Request, session: SessionDep, settings: SettingsDep, dataset_id: int | None = None
-) -> HTMLResponse:
+) -> Response:
     values = {"dataset_id": dataset_id} if dataset_id else {}
     return render(request, "jobs/new.html", _form_context(session, settings, values=values))
 
@@ -163,7 +163,7 @@ async def submit_job(request: Request, session: SessionDep, settings: SettingsDe
 
 
 @router.get("/jobs", response_class=HTMLResponse)
-def job_list(request: Request, session: SessionDep) -> HTMLResponse:
+def job_list(request: Request, session: SessionDep) -> Response:
     return render(request, "jobs/list.html", {"jobs": jobs.list_jobs(session, limit=200)})
 
 
@@ -172,22 +172,22 @@ def _job_context(session: Any, job: Any) -> dict[str, Any]:
 
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
-def job_detail(request: Request, job: JobDep, session: SessionDep) -> HTMLResponse:
+def job_detail(request: Request, job: JobDep, session: SessionDep) -> Response:
     return render(request, "jobs/detail.html", _job_context(session, job))
 
 
 @router.get("/jobs/{job_id}/status", response_class=HTMLResponse)
-def job_status(request: Request, job: JobDep, session: SessionDep) -> HTMLResponse:
+def job_status(request: Request, job: JobDep, session: SessionDep) -> Response:
     return render(request, "jobs/detail.html", _job_context(session, job), block="status")
 
 
 @router.get("/jobs/{job_id}/outcome", response_class=HTMLResponse)
-def job_outcome(request: Request, job: JobDep, session: SessionDep) -> HTMLResponse:
+def job_outcome(request: Request, job: JobDep, session: SessionDep) -> Response:
     return render(request, "jobs/detail.html", _job_context(session, job), block="outcome")
 
 
 @router.post("/jobs/{job_id}/cancel", response_class=HTMLResponse)
-def job_cancel(request: Request, job: JobDep, session: SessionDep) -> HTMLResponse:
+def job_cancel(request: Request, job: JobDep, session: SessionDep) -> Response:
     if not job.status.finished:
         jobs.request_cancel(session, job)
     return render(request, "jobs/detail.html", _job_context(session, job), block="status")
