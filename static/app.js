@@ -120,7 +120,44 @@ function setupCharts() {
   window.addEventListener("resize", () => Object.values(plots).forEach((p) => p.setSize({ width: width(), height: 260 })));
 }
 
-document.addEventListener("DOMContentLoaded", () => { setupUpload(); setupCharts(); });
+const PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2"];
+
+function setupOverlay() {
+  // Comparison page: each run's validation macro-F1 on one chart.
+  const box = document.getElementById("overlay");
+  if (!box || typeof uPlot === "undefined") return;
+  const ids = JSON.parse(box.dataset.jobs);
+  const labels = JSON.parse(box.dataset.labels);
+  let plot = null;
+
+  async function poll() {
+    const bodies = await Promise.all(ids.map((id) =>
+      fetch("/api/v1/jobs/" + id + "/metrics").then((r) => (r.ok ? r.json() : null)).catch(() => null)));
+    const series = {};
+    bodies.forEach((b, i) => { if (b && b.series.val_macro_f1) series["job" + i] = b.series.val_macro_f1; });
+    const names = ids.map((_, i) => "job" + i);
+    const hasPoints = Object.keys(series).length > 0;
+    document.getElementById("overlay-empty").hidden = hasPoints;
+    if (hasPoints) {
+      const data = alignSeries(series, names);
+      if (plot) plot.setData(data);
+      else {
+        plot = new uPlot({
+          width: Math.max(300, Math.min(box.clientWidth - 16, 1000)), height: 320,
+          scales: { x: { time: false } }, axes: [{ label: "epoch" }, { label: "macro-F1" }],
+          series: [{ label: "epoch" }].concat(labels.map((l, i) => ({
+            label: l, stroke: PALETTE[i % PALETTE.length], width: 2, spanGaps: true, points: { show: true, size: 4 },
+          }))),
+        }, data, box.querySelector('[data-chart="overlay"]'));
+      }
+    }
+    const done = bodies.every((b) => b && ["succeeded", "failed", "cancelled"].includes(b.status));
+    if (!done) setTimeout(poll, 3000);
+  }
+  poll();
+}
+
+document.addEventListener("DOMContentLoaded", () => { setupUpload(); setupCharts(); setupOverlay(); });
 
 // The log tail reads bottom-up like a terminal: keep the newest line in view after each poll.
 function scrollLogs() { document.querySelectorAll("pre.log").forEach((el) => { el.scrollTop = el.scrollHeight; }); }

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import traceback
+from collections import Counter
 
 from app import catalog
 from app.config import get_settings
@@ -12,6 +13,9 @@ from app.datasets.training_data import load_training_data
 from app.db import get_sessionmaker
 from app.jobs import service as jobs
 from app.jobs.models import Device, Job, JobStatus
+from app.jobs.params import resolve_params
+from app.jobs.recommend import recommend
+from app.jobs.strategies import Strategy
 from app.queue import TRAIN_TASK, celery_app
 from worker.db_reporter import DatabaseReporter
 
@@ -57,7 +61,6 @@ def run_job(job_id: int) -> None:
 def _train(job: Job, reporter: DatabaseReporter):  # noqa: ANN202 - TrainResult, imported lazily
     from worker.model_source import local_model_path, pick_device
     from worker.training.run import run_training
-    from worker.training.spec import TextExamples, TrainParams, TrainSpec
 
     settings = get_settings()
     reporter.log(f"loading dataset {job.dataset.name!r}")
@@ -68,11 +71,25 @@ def _train(job: Job, reporter: DatabaseReporter):  # noqa: ANN202 - TrainResult,
         f"{len(data.train_idx)} train / {len(data.validation_idx)} validation / "
         f"{len(data.test_idx)} test examples, {len(data.label_names)} classes, device {device}"
     )
-    spec = TrainSpec(
+    model_path = local_model_path(entry)
+    strategy = job.strategy
+    if strategy is Strategy.auto:
+        strategy = _choose_strategy(job, data, entry, model_path, device, reporter)
+    params = resolve_params(job.params, strategy)
+    return run_training(_spec(job, data, entry, model_path, strategy, params, device), reporter)
+
+
+def _spec(job, data, entry, model_path, strategy, params, device):  # noqa: ANN001, ANN202
+    from worker.training.spec import TextExamples, TrainParams, TrainSpec
+
+    settings = get_settings()
+    if params.get("lora_target_modules") is not None:
+        params = {**params, "lora_target_modules": tuple(params["lora_target_modules"])}
+    return TrainSpec(
         job_id=job.id,
         model_id=entry.id,
-        model_path=local_model_path(entry),
-        strategy=job.strategy,
+        model_path=model_path,
+        strategy=strategy.value,
         label_names=data.label_names,
         examples=TextExamples(texts=data.texts, text_pairs=data.text_pairs, labels=data.labels),
         train_idx=data.train_idx,
@@ -80,10 +97,34 @@ def _train(job: Job, reporter: DatabaseReporter):  # noqa: ANN202 - TrainResult,
         test_idx=data.test_idx,
         dataset_name=job.dataset.name,
         dataset_fingerprint=job.dataset.fingerprint,
-        params=TrainParams(**job.params),
+        params=TrainParams(**params),
         output_dir=settings.jobs_dir / str(job.id),
         cache_dir=settings.feature_cache_dir,
         device=device,
         torch_threads=settings.torch_threads,
     )
-    return run_training(spec, reporter)
+
+
+def _choose_strategy(job, data, entry, model_path, device, reporter) -> Strategy:  # noqa: ANN001
+    """Resolve "auto": the rule first; a quick frozen-features probe only where its score
+    can change the answer (its features stay cached for the job that follows)."""
+    from worker.training.probe import probe_score
+
+    counts = Counter(data.labels[i] for i in data.train_idx)
+    facts = {
+        "train_rows": len(data.train_idx),
+        "min_per_class": min(counts.values()),
+        "num_classes": len(data.label_names),
+        "model_parameters": entry.parameters,
+        "on_gpu": device == "cuda",
+    }
+    choice = recommend(**facts)
+    if choice.wants_probe:
+        reporter.log("auto: running a quick frozen-features probe")
+        probe_params = resolve_params(job.params, Strategy.transfer_frozen)
+        spec = _spec(job, data, entry, model_path, Strategy.transfer_frozen, probe_params, device)
+        choice = recommend(**facts, probe_macro_f1=probe_score(spec, reporter))
+    reporter.log(f"auto picked {choice.strategy.value}: {choice.reason}")
+    with get_sessionmaker()() as session:
+        jobs.record_strategy(session, job.id, strategy=choice.strategy, reason=choice.reason)
+    return choice.strategy

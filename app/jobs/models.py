@@ -12,6 +12,8 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.datasets.models import Dataset, utcnow
 from app.db import Base
+from app.jobs.params import JobParams
+from app.jobs.strategies import Strategy
 
 
 class JobStatus(StrEnum):
@@ -24,27 +26,6 @@ class JobStatus(StrEnum):
     @property
     def finished(self) -> bool:
         return self in (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled)
-
-
-class Strategy(StrEnum):
-    transfer_frozen = "transfer_frozen"
-    finetune_full = "finetune_full"
-
-    @property
-    def label(self) -> str:
-        return STRATEGY_TITLES[self]
-
-
-STRATEGY_TITLES = {
-    Strategy.transfer_frozen: "Transfer learning — frozen features",
-    Strategy.finetune_full: "Fine-tuning — all layers",
-}
-STRATEGY_HELP = {
-    Strategy.transfer_frozen: "Backbone runs once per example and is cached; only a new head "
-    "trains. Seconds to minutes, a strong baseline.",
-    Strategy.finetune_full: "Every weight trains. Slowest, usually the most accurate with "
-    "enough data.",
-}
 
 
 class Device(StrEnum):
@@ -68,6 +49,12 @@ class Job(Base):
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"), index=True)
     model: Mapped[str] = mapped_column(String(300))
     strategy: Mapped[Strategy] = mapped_column(_enum(Strategy, 32))
+    # What an "auto" job chose when it started, and why, in one sentence.
+    resolved_strategy: Mapped[Strategy | None] = mapped_column(_enum(Strategy, 32), nullable=True)
+    strategy_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    comparison_id: Mapped[int | None] = mapped_column(
+        ForeignKey("comparisons.id"), nullable=True, index=True
+    )
     device: Mapped[Device] = mapped_column(_enum(Device, 8), default=Device.auto)
     params: Mapped[dict[str, Any]] = mapped_column(JSON)
     status: Mapped[JobStatus] = mapped_column(
@@ -89,6 +76,10 @@ class Job(Base):
     export_ready: Mapped[bool] = mapped_column(Boolean, default=False)
 
     dataset: Mapped[Dataset] = relationship(lazy="joined")
+
+    @property
+    def effective_strategy(self) -> Strategy:
+        return self.resolved_strategy or self.strategy
 
     @property
     def progress(self) -> float:
@@ -119,27 +110,6 @@ class JobLog(Base):
     message: Mapped[str] = mapped_column(Text)
 
 
-class JobParams(BaseModel):
-    """Hyperparameters a user may set; anything else is a 422 so typos are not ignored."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    epochs: int | None = Field(None, ge=1, le=200, description="Default: 20 (frozen), 3 (full)")
-    batch_size: int = Field(16, ge=1, le=1024)
-    learning_rate: float | None = Field(None, gt=0, le=1, description="Default per strategy")
-    max_length: int = Field(128, ge=8, le=512, description="Tokens per example")
-    seed: int = Field(42, ge=0, le=2**31 - 1)
-    weight_decay: float = Field(0.01, ge=0, le=1)
-    warmup_ratio: float = Field(0.06, ge=0, lt=1)
-
-    def resolved(self, strategy: Strategy) -> dict[str, Any]:
-        """The params with per-strategy defaults filled in, as stored on the job."""
-        values = self.model_dump()
-        if values["epochs"] is None:
-            values["epochs"] = 20 if strategy == Strategy.transfer_frozen else 3
-        return values
-
-
 class JobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -158,6 +128,9 @@ class JobOut(BaseModel):
     dataset_id: int
     model: str
     strategy: Strategy
+    resolved_strategy: Strategy | None
+    strategy_reason: str | None
+    comparison_id: int | None
     device: Device
     params: dict[str, Any]
     status: JobStatus
@@ -181,3 +154,4 @@ class MetricSeries(BaseModel):
     job_id: int
     status: JobStatus
     series: dict[str, dict[str, list[float]]]
+    overfitting: dict[str, Any] | None = None  # {"epoch", "message"} once the curves show it

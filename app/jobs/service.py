@@ -17,6 +17,8 @@ from app import catalog
 from app.config import Settings
 from app.datasets.models import Dataset
 from app.jobs.models import Job, JobCreate, JobLog, JobStatus, MetricPoint
+from app.jobs.params import resolve_params
+from app.jobs.strategies import Strategy
 from app.queue import enqueue_training
 
 
@@ -41,7 +43,7 @@ def create_job(session: Session, *, payload: JobCreate, settings: Settings) -> J
         model=payload.model,
         strategy=payload.strategy,
         device=payload.device,
-        params=payload.params.resolved(payload.strategy),
+        params=resolve_params(payload.params.model_dump(), payload.strategy),
         status=JobStatus.queued,
     )
     session.add(job)
@@ -86,6 +88,15 @@ def request_cancel(session: Session, job: Job) -> Job:
     session.commit()
     session.refresh(job)
     return job
+
+
+def record_strategy(session: Session, job_id: int, *, strategy: Strategy, reason: str) -> None:
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(resolved_strategy=strategy, strategy_reason=reason)
+    )
+    session.commit()
 
 
 def cancel_requested(session: Session, job_id: int) -> bool:

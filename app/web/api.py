@@ -8,12 +8,16 @@ from fastapi import APIRouter, File, Form, HTTPException, UploadFile
 from fastapi.responses import FileResponse
 
 from app import catalog
+from app.comparisons import service as comparisons
+from app.comparisons.models import ComparisonCreate, ComparisonOut
 from app.datasets import service as datasets
 from app.datasets.models import ColumnsUpdate, DatasetOut
 from app.datasets.uploads import StoredUpload, store_upload
+from app.jobs import artifacts, overfitting
 from app.jobs import service as jobs
-from app.jobs.models import JobCreate, JobOut, MetricSeries
-from app.web.deps import DatasetDep, JobDep, SessionDep, SettingsDep
+from app.jobs.models import Device, JobCreate, JobOut, MetricSeries
+from app.jobs.recommend import recommend_for
+from app.web.deps import ComparisonDep, DatasetDep, JobDep, QueryDatasetDep, SessionDep, SettingsDep
 from app.web.exports import export_response
 
 router = APIRouter(prefix="/api/v1", tags=["api"])
@@ -109,9 +113,22 @@ def get_job(job: JobDep) -> JobOut:
 
 @router.get("/jobs/{job_id}/metrics", response_model=MetricSeries)
 def get_metrics(job: JobDep, session: SessionDep) -> MetricSeries:
+    series = jobs.metric_series(session, job.id)
+    warning = overfitting.detect(series)
     return MetricSeries(
-        job_id=job.id, status=job.status, series=jobs.metric_series(session, job.id)
+        job_id=job.id,
+        status=job.status,
+        series=series,
+        overfitting=warning.__dict__ if warning else None,
     )
+
+
+@router.get("/jobs/{job_id}/misclassified")
+def get_misclassified(
+    job: JobDep, settings: SettingsDep, true: str, predicted: str
+) -> list[dict[str, object]]:
+    """Validation examples of one confusion-matrix cell (true label, predicted label)."""
+    return artifacts.misclassified(settings, job.id, true=true, predicted=predicted)
 
 
 @router.get("/jobs/{job_id}/logs")
@@ -125,6 +142,34 @@ def get_logs(job: JobDep, session: SessionDep) -> list[dict[str, str]]:
 @router.post("/jobs/{job_id}/cancel", response_model=JobOut)
 def cancel_job(job: JobDep, session: SessionDep) -> JobOut:
     return JobOut.model_validate(jobs.request_cancel(session, job))
+
+
+@router.post("/comparisons", status_code=201, response_model=ComparisonOut)
+def create_comparison(
+    body: ComparisonCreate, session: SessionDep, settings: SettingsDep
+) -> ComparisonOut:
+    return comparisons.judge(
+        comparisons.create_comparison(session, payload=body, settings=settings)
+    )
+
+
+@router.get("/comparisons", response_model=list[ComparisonOut])
+def list_comparisons(session: SessionDep) -> list[ComparisonOut]:
+    return [comparisons.judge(c) for c in comparisons.list_comparisons(session)]
+
+
+@router.get("/comparisons/{comparison_id}", response_model=ComparisonOut)
+def get_comparison(comparison: ComparisonDep) -> ComparisonOut:
+    return comparisons.judge(comparison)
+
+
+@router.get("/recommendation")
+def get_recommendation(
+    dataset: QueryDatasetDep, model: str, settings: SettingsDep, device: Device = Device.auto
+) -> dict[str, object]:
+    """What Auto would pick before its quick probe (the job page shows the final pick)."""
+    choice = recommend_for(dataset, catalog.resolve(model, settings), device)
+    return {"strategy": choice.strategy, "reason": choice.reason, "may_probe": choice.wants_probe}
 
 
 @router.get("/jobs/{job_id}/export", response_class=FileResponse)

@@ -6,14 +6,13 @@ from fastapi import HTTPException
 from fastapi.responses import FileResponse
 
 from app.config import Settings
+from app.jobs.artifacts import export_path
 from app.jobs.models import Job
-
-EXPORT_NAME = "export.zip"
 
 
 def export_response(job: Job, settings: Settings) -> FileResponse:
-    path = settings.jobs_dir / str(job.id) / EXPORT_NAME
+    path = export_path(settings, job.id)
     if not job.export_ready or not path.is_file():
         raise HTTPException(404, f"job {job.id} has no export yet: it is {job.status.value}")
-    filename = f"tuneboard-job-{job.id}-{job.strategy}.zip"
+    filename = f"tuneboard-job-{job.id}-{job.effective_strategy.value}.zip"
     return FileResponse(path, media_type="application/zip", filename=filename)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+from fastapi import Request
+from fastapi.responses import Response
 from jinja2_fragments.fastapi import Jinja2Blocks
 
 TEMPLATES_DIR = Path(__file__).resolve().parents[2] / "templates"
@@ -66,3 +69,15 @@ def percent(x: float | None) -> str:
 templates.env.filters.update(
     ago=ago, duration=duration, filesize=filesize, count=count, percent=percent
 )
+
+
+def render(
+    request: Request,
+    name: str,
+    context: dict[str, Any],
+    *,
+    status: int = 200,
+    block: str | None = None,
+) -> Response:
+    """A whole page, or with ``block`` one of its named fragments (for htmx swaps)."""
+    return templates.TemplateResponse(request, name, context, status_code=status, block_name=block)

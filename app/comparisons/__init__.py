@@ -1,0 +1,1 @@
+"""Comparisons: one job per strategy on the same data, split and seed, judged side by side."""

@@ -1,0 +1,34 @@
+"""Files a job leaves in its folder, found by job id alone (never by a path from a request)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from app.config import Settings
+
+EXPORT_NAME = "export.zip"
+VALIDATION_PREDICTIONS = "validation_predictions.json"
+
+
+def job_dir(settings: Settings, job_id: int) -> Path:
+    return settings.jobs_dir / str(int(job_id))
+
+
+def export_path(settings: Settings, job_id: int) -> Path:
+    return job_dir(settings, job_id) / EXPORT_NAME
+
+
+def misclassified(
+    settings: Settings, job_id: int, *, true: str, predicted: str, limit: int = 50
+) -> list[dict[str, Any]]:
+    """Validation rows of one confusion-matrix cell, most confident mistakes first."""
+    path = job_dir(settings, job_id) / VALIDATION_PREDICTIONS
+    if not path.is_file():
+        return []
+    rows = [
+        r for r in json.loads(path.read_text()) if r["true"] == true and r["predicted"] == predicted
+    ]
+    rows.sort(key=lambda r: -r.get("confidence", 0.0))
+    return rows[:limit]

@@ -1,0 +1,109 @@
+"""The Auto strategy: a rule anyone can read, from the data, the model and the device, plus
+a quick frozen-features probe where it can change the answer.
+
+Why these thresholds: with a few dozen examples per class, updating millions of weights
+mostly memorises, so a head on frozen features is both safer and far cheaper. With
+thousands of examples, every layer can adapt. In between, LP-FT fine-tunes but starts from a
+trained head, so the first updates do not wreck the pretrained features. Whatever the size,
+when frozen features already score very well, fine-tuning can add little for its cost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.catalog import ModelEntry
+from app.datasets.models import Dataset
+from app.datasets.training_data import TEST_FRACTION, VALIDATION_FRACTION
+from app.jobs.models import Device
+from app.jobs.strategies import Strategy
+
+FEW_PER_CLASS = 20
+SMALL_DATA = 300
+LARGE_DATA = 3000
+GOOD_PROBE = 0.95  # validation macro-F1 of the frozen-features probe
+BIG_MODEL_FOR_CPU = 60_000_000
+BIG_MODEL_FOR_GPU = 300_000_000
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    strategy: Strategy
+    reason: str
+    wants_probe: bool  # a probe score could change this answer
+
+
+def recommend(
+    *,
+    train_rows: int,
+    min_per_class: int,
+    num_classes: int,
+    model_parameters: int | None,
+    on_gpu: bool,
+    probe_macro_f1: float | None = None,
+) -> Recommendation:
+    if min_per_class < FEW_PER_CLASS or train_rows < SMALL_DATA:
+        return Recommendation(
+            Strategy.transfer_frozen,
+            f"With {train_rows} training examples ({min_per_class} in the smallest of "
+            f"{num_classes} classes), fine-tuning would mostly memorise: a head on frozen "
+            "features is the safe, fast choice.",
+            wants_probe=False,
+        )
+    if probe_macro_f1 is not None and probe_macro_f1 >= GOOD_PROBE:
+        return Recommendation(
+            Strategy.transfer_frozen,
+            f"Frozen features already reach {100 * probe_macro_f1:.1f}% validation macro-F1, "
+            "so fine-tuning could add little for many times the cost.",
+            wants_probe=False,
+        )
+    params = model_parameters or 0
+    probed = (
+        f" (frozen features reach {100 * probe_macro_f1:.1f}% macro-F1, room to improve)"
+        if probe_macro_f1 is not None
+        else ""
+    )
+    if on_gpu and params >= BIG_MODEL_FOR_GPU:
+        return Recommendation(
+            Strategy.finetune_lora,
+            f"A {params / 1e6:.0f}M-parameter model on a GPU: LoRA adapters tune it with a "
+            f"fraction of the optimizer memory{probed}.",
+            wants_probe=probe_macro_f1 is None,
+        )
+    if not on_gpu and params >= BIG_MODEL_FOR_CPU:
+        return Recommendation(
+            Strategy.transfer_top_k,
+            f"A {params / 1e6:.0f}M-parameter model on a CPU: training only the top layers "
+            f"keeps each step affordable{probed}.",
+            wants_probe=probe_macro_f1 is None,
+        )
+    if train_rows >= LARGE_DATA:
+        return Recommendation(
+            Strategy.finetune_full,
+            f"{train_rows} training examples are enough to adapt every layer{probed}.",
+            wants_probe=probe_macro_f1 is None,
+        )
+    return Recommendation(
+        Strategy.lp_ft,
+        f"{train_rows} training examples: fine-tuning should help, and starting it from a "
+        f"trained probe keeps the pretrained features intact early on{probed}.",
+        wants_probe=probe_macro_f1 is None,
+    )
+
+
+def recommend_for(dataset: Dataset, model: ModelEntry, device: Device) -> Recommendation:
+    """The rule on what the web knows before a job runs: the stored class counts and the
+    split the job will make (the worker decides again with exact counts and a probe)."""
+    counts = dataset.report.get("class_counts", {})
+    parts = dataset.report.get("parts", {})
+    held_out = (0.0 if parts.get("validation") else VALIDATION_FRACTION) + (
+        0.0 if parts.get("test") else TEST_FRACTION
+    )
+    keep = 1.0 - held_out
+    return recommend(
+        train_rows=int(dataset.num_rows * keep),
+        min_per_class=int(min(counts.values(), default=0) * keep),
+        num_classes=len(counts),
+        model_parameters=model.parameters,
+        on_gpu=device is Device.gpu,
+    )

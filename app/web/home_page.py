@@ -1,0 +1,27 @@
+"""The home page: recent jobs and datasets, and where a first-time user starts."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+
+from app.comparisons import service as comparisons
+from app.datasets import service as datasets
+from app.jobs import service as jobs
+from app.web.deps import SessionDep
+from app.web.templating import render
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/", response_class=HTMLResponse)
+def home(request: Request, session: SessionDep) -> Response:
+    return render(
+        request,
+        "home.html",
+        {
+            "jobs": jobs.list_jobs(session, limit=10),
+            "datasets": datasets.list_datasets(session)[:5],
+            "comparisons": comparisons.list_comparisons(session, limit=5),
+        },
+    )

@@ -1,0 +1,171 @@
+"""Job pages: the new-job form (one job or a comparison), the job list and one job with its
+polled fragments."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from app import catalog
+from app.comparisons import service as comparisons
+from app.comparisons.models import ComparisonCreate
+from app.config import Settings
+from app.datasets import service as datasets
+from app.jobs import artifacts, overfitting
+from app.jobs import service as jobs
+from app.jobs.models import Device, JobCreate
+from app.jobs.recommend import recommend_for
+from app.jobs.strategies import CONCRETE, Strategy
+from app.web.deps import JobDep, SessionDep, SettingsDep
+from app.web.errors import DOMAIN_ERRORS, error_body
+from app.web.templating import render
+
+router = APIRouter(include_in_schema=False)
+
+# Form fields that are job params; empty ones fall back to the defaults.
+PARAM_FIELDS = (
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "max_length",
+    "seed",
+    "patience",
+    "top_k",
+    "lora_rank",
+    "lora_alpha",
+    "probe_epochs",
+)
+
+
+def _form_context(session: Session, settings: Settings, **extra: Any) -> dict[str, Any]:
+    return {
+        "datasets": datasets.list_datasets(session),
+        "models": catalog.list_models(settings),
+        "strategies": list(Strategy),
+        "concrete": CONCRETE,
+        "devices": list(Device),
+        "values": {},
+        "compare": [],
+        "errors": [],
+        **extra,
+    }
+
+
+@router.get("/jobs/new", response_class=HTMLResponse)
+def new_job(
+    request: Request, session: SessionDep, settings: SettingsDep, dataset_id: int | None = None
+) -> Response:
+    values = {"dataset_id": dataset_id} if dataset_id else {}
+    return render(request, "jobs/new.html", _form_context(session, settings, values=values))
+
+
+@router.get("/jobs/recommendation", response_class=HTMLResponse)
+def recommendation(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    dataset_id: int = 0,
+    model: str = "",
+    device: str = "auto",
+) -> Response:
+    """The form's "Auto would pick …" line, refreshed as the choices change."""
+    dataset = datasets.get_dataset(session, dataset_id)
+    choice = None
+    if dataset is not None and device in Device.__members__:
+        try:
+            choice = recommend_for(dataset, catalog.resolve(model, settings), Device(device))
+        except catalog.UnknownModel:
+            choice = None
+    return render(request, "jobs/new.html", {"choice": choice}, block="recommendation")
+
+
+def _payload(values: dict[str, str], choice: dict[str, Any]) -> dict[str, Any]:
+    params: dict[str, Any] = {k: values[k] for k in PARAM_FIELDS if values.get(k, "").strip()}
+    targets = values.get("lora_target_modules", "").strip()
+    if targets:
+        params["lora_target_modules"] = [t.strip() for t in targets.split(",") if t.strip()]
+    return {
+        "dataset_id": values.get("dataset_id") or None,
+        "model": values.get("model", ""),
+        "device": values.get("device") or "auto",
+        "params": params,
+        **choice,
+    }
+
+
+@router.post("/jobs", response_class=HTMLResponse)
+async def submit_job(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+    """One job, or with the Compare button one job per ticked strategy as a comparison."""
+    form = await request.form()
+    values = {k: v for k, v in form.items() if isinstance(v, str)}
+    compare = [v for v in form.getlist("compare_strategies") if isinstance(v, str)]
+    try:
+        if values.get("action") == "compare":
+            request_body = ComparisonCreate.model_validate(
+                _payload(values, {"strategies": compare})
+            )
+            group = comparisons.create_comparison(session, payload=request_body, settings=settings)
+            return RedirectResponse(f"/comparisons/{group.id}", status_code=303)
+        payload = JobCreate.model_validate(
+            _payload(values, {"strategy": values.get("strategy", "")})
+        )
+        job = jobs.create_job(session, payload=payload, settings=settings)
+    except ValidationError as exc:
+        messages = [f"{e['loc'][-1] if e['loc'] else 'form'}: {e['msg']}" for e in exc.errors()]
+        context = _form_context(session, settings, values=values, compare=compare, errors=messages)
+        return render(request, "jobs/new.html", context, status=422)
+    except DOMAIN_ERRORS as exc:
+        status, body = error_body(exc)
+        context = _form_context(
+            session, settings, values=values, compare=compare, errors=[str(body["detail"])]
+        )
+        return render(request, "jobs/new.html", context, status=status)
+    return RedirectResponse(f"/jobs/{job.id}", status_code=303)
+
+
+@router.get("/jobs", response_class=HTMLResponse)
+def job_list(request: Request, session: SessionDep) -> Response:
+    return render(request, "jobs/list.html", {"jobs": jobs.list_jobs(session, limit=200)})
+
+
+def _job_context(session: Session, job: Any) -> dict[str, Any]:
+    return {
+        "job": job,
+        "logs": jobs.log_tail(session, job.id),
+        "overfitting": overfitting.detect(jobs.metric_series(session, job.id)),
+    }
+
+
+@router.get("/jobs/{job_id}", response_class=HTMLResponse)
+def job_detail(request: Request, job: JobDep, session: SessionDep) -> Response:
+    return render(request, "jobs/detail.html", _job_context(session, job))
+
+
+@router.get("/jobs/{job_id}/status", response_class=HTMLResponse)
+def job_status(request: Request, job: JobDep, session: SessionDep) -> Response:
+    return render(request, "jobs/detail.html", _job_context(session, job), block="status")
+
+
+@router.get("/jobs/{job_id}/outcome", response_class=HTMLResponse)
+def job_outcome(request: Request, job: JobDep, session: SessionDep) -> Response:
+    return render(request, "jobs/detail.html", _job_context(session, job), block="outcome")
+
+
+@router.get("/jobs/{job_id}/misclassified", response_class=HTMLResponse)
+def job_misclassified(
+    request: Request, job: JobDep, settings: SettingsDep, true: str, predicted: str
+) -> Response:
+    rows = artifacts.misclassified(settings, job.id, true=true, predicted=predicted)
+    context = {"job": job, "rows": rows, "true": true, "predicted": predicted}
+    return render(request, "jobs/misclassified.html", context)
+
+
+@router.post("/jobs/{job_id}/cancel", response_class=HTMLResponse)
+def job_cancel(request: Request, job: JobDep, session: SessionDep) -> Response:
+    if not job.status.finished:
+        jobs.request_cancel(session, job)
+    return render(request, "jobs/detail.html", _job_context(session, job), block="status")

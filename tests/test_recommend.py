@@ -1,0 +1,53 @@
+"""The Auto rule, case by case: each branch, its thresholds and the probe's effect."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.jobs.recommend import recommend
+from app.jobs.strategies import Strategy
+
+MINILM = 22_700_000
+
+
+def pick(**overrides: object):
+    args = dict(
+        train_rows=1500,
+        min_per_class=300,
+        num_classes=5,
+        model_parameters=MINILM,
+        on_gpu=False,
+        probe_macro_f1=None,
+    )
+    args.update(overrides)
+    return recommend(**args)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"train_rows": 120, "min_per_class": 40}, Strategy.transfer_frozen),
+        ({"min_per_class": 19}, Strategy.transfer_frozen),
+        ({"train_rows": 299}, Strategy.transfer_frozen),
+        ({}, Strategy.lp_ft),
+        ({"train_rows": 2999}, Strategy.lp_ft),
+        ({"train_rows": 3000}, Strategy.finetune_full),
+        ({"model_parameters": 110_000_000}, Strategy.transfer_top_k),
+        ({"model_parameters": 110_000_000, "on_gpu": True}, Strategy.lp_ft),
+        ({"model_parameters": 350_000_000, "on_gpu": True}, Strategy.finetune_lora),
+        ({"probe_macro_f1": 0.96}, Strategy.transfer_frozen),
+        ({"probe_macro_f1": 0.94}, Strategy.lp_ft),
+        ({"train_rows": 9000, "probe_macro_f1": 0.97}, Strategy.transfer_frozen),
+    ],
+)
+def test_rule(overrides: dict, expected: Strategy) -> None:
+    assert pick(**overrides).strategy is expected
+
+
+def test_reason_is_one_sentence_with_the_numbers() -> None:
+    small = pick(train_rows=120, min_per_class=12)
+    assert "120" in small.reason and "12" in small.reason and not small.wants_probe
+    probed = pick(probe_macro_f1=0.962)
+    assert "96.2%" in probed.reason and not probed.wants_probe
+    assert pick().wants_probe  # a mid-sized set is where the probe can change the answer
+    assert pick(probe_macro_f1=0.5).reason.endswith("room to improve).")
