@@ -80,20 +80,10 @@ def worker(
 ) -> None:
     """Run a Celery worker that trains queued jobs."""
     _logging()
-    from app.queue import celery_app
+    # The CLI is the one place the web package reaches into the worker, and only to start it.
+    from worker.main import run_worker
 
-    celery_app.worker_main(
-        [
-            "worker",
-            "--loglevel=INFO",
-            f"--queues={queues}",
-            f"--concurrency={concurrency}",
-            # A fresh process per job: memory is returned and peak memory is per job.
-            "--max-tasks-per-child=1",
-            "--without-gossip",
-            "--without-mingle",
-        ]
-    )
+    run_worker(queues=queues, concurrency=concurrency)
 
 
 def main() -> None:
