@@ -37,7 +37,7 @@ from worker.training.evaluation import full_report
 from worker.training.feature_cache import cache_key
 from worker.training.reporting import Cancelled, MemoryReporter
 from worker.training.run import run_training
-from worker.training.spec import TextExamples, TrainParams, TrainSpec
+from worker.training.spec import STRATEGIES, TextExamples, TrainParams, TrainSpec
 from worker.training.text_data import length_grouped_batches, sorted_batches
 from worker.training.text_model import (
     count_params,
@@ -59,6 +59,7 @@ METRIC_KEYS = {
     "test_accuracy", "test_macro_f1", "test_loss", "per_class", "confusion_matrix", "labels",
     "best_epoch", "val_accuracy", "val_macro_f1", "val_loss", "trainable_params",
     "total_params", "wall_seconds", "train_examples_per_second", "peak_memory_bytes",
+    "epochs_run", "stopped_early", "val_confusion_matrix",
 }  # fmt: skip
 
 
@@ -312,10 +313,10 @@ def test_finetune_full_trains_everything_reports_and_exports(tmp_path, tiny_bert
     assert classify("the goal and the match")[0]["label"] in LABELS
 
 
-@pytest.mark.parametrize("strategy", ["finetune_full", "transfer_frozen"])
+@pytest.mark.parametrize("strategy", STRATEGIES)
 def test_cancel_stops_within_a_step_and_publishes_nothing(tmp_path, tiny_bert, strategy):
     spec = make_spec(tmp_path, tiny_bert, strategy, synthetic_examples(120))
-    reporter = MemoryReporter(cancel_after_steps=2)
+    reporter = MemoryReporter(cancel_after_steps=2)  # for lp_ft: in its fine-tuning stage
     with pytest.raises(Cancelled):
         run_training(spec, reporter)
     assert reporter.training_steps == 2

@@ -31,6 +31,7 @@ class JobParams(BaseModel):
     top_k: int | None = Field(None, ge=1, le=96, description="transfer_top_k: layers to train")
     lora_rank: int = Field(8, ge=1, le=256)
     lora_alpha: int = Field(16, ge=1, le=1024)
+    lora_dropout: float = Field(0.1, ge=0, lt=1)
     lora_target_modules: list[str] | None = Field(
         None, max_length=16, description="Module names to adapt; default per architecture"
     )

@@ -15,9 +15,11 @@ from sklearn.metrics import (
 )
 
 from worker.training.reporting import Cancelled, Reporter
+from worker.training.spec import TextExamples
 from worker.training.text_data import BatchSource, sorted_batches, to_device
 
 Forward = Callable[[dict[str, torch.Tensor]], torch.Tensor]
+PREVIEW_CHARS = 500  # of each text in validation_predictions.json: enough to judge a mistake
 
 
 @torch.inference_mode()
@@ -90,3 +92,25 @@ def full_report(logits: np.ndarray, labels: np.ndarray, label_names: list[str]) 
         "confusion_matrix": confusion_matrix(labels, predicted, labels=classes).tolist(),
         "labels": list(label_names),
     }
+
+
+def validation_predictions(
+    logits: np.ndarray, idx: list[int], examples: TextExamples, label_names: list[str]
+) -> list[dict]:
+    """One row per validation example, for the job page: a cell of the validation confusion
+    matrix opens the examples behind it. `index` is the row in the dataset (examples)."""
+    probabilities = torch.softmax(torch.from_numpy(logits).float(), dim=1).numpy()
+    rows = []
+    for position, row in enumerate(idx):
+        predicted = int(probabilities[position].argmax())
+        entry = {
+            "index": int(row),
+            "text": examples.texts[row][:PREVIEW_CHARS],
+            "true": label_names[examples.labels[row]],
+            "predicted": label_names[predicted],
+            "confidence": round(float(probabilities[position, predicted]), 6),
+        }
+        if examples.text_pairs is not None:
+            entry["text_pair"] = examples.text_pairs[row][:PREVIEW_CHARS]
+        rows.append(entry)
+    return rows

@@ -21,14 +21,29 @@ from typing import Any
 
 from transformers import PreTrainedModel
 
-from worker.training.spec import TrainSpec
+from worker.training.spec import LP_FT, PROBE_LEARNING_RATE, TrainSpec
 
 # Weights barely compress; deflating them would only cost time.
 STORED_SUFFIXES = (".safetensors", ".bin")
 
 
+def write_json(path: Path, value: Any) -> None:
+    """Write under a temporary name and rename, so a reader never sees half a file."""
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(value, f, ensure_ascii=False)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def training_args(spec: TrainSpec, learning_rate: float) -> dict[str, Any]:
     """The settings that produced the weights, saved next to them (nanoGPT-style)."""
+    params: dict[str, Any] = {**asdict(spec.params), "learning_rate": learning_rate}
+    if spec.strategy == LP_FT:
+        params["probe_learning_rate"] = PROBE_LEARNING_RATE
     return {
         "job_id": spec.job_id,
         "model_id": spec.model_id,
@@ -36,7 +51,7 @@ def training_args(spec: TrainSpec, learning_rate: float) -> dict[str, Any]:
         "dataset_name": spec.dataset_name,
         "dataset_fingerprint": spec.dataset_fingerprint,
         "label_names": list(spec.label_names),
-        "params": {**asdict(spec.params), "learning_rate": learning_rate},
+        "params": params,
         "rows": {
             "train": len(spec.train_idx),
             "validation": len(spec.validation_idx),
@@ -79,7 +94,7 @@ classify = pipeline("text-classification", model="model")
 | metric | value |
 |---|---|
 {chr(10).join(f"| {name} | {value:.4f} |" for name, value in score_rows)}
-| best epoch | {metrics["best_epoch"]} |
+| best epoch | {metrics["best_epoch"]} of {metrics["epochs_run"]} run |
 | trainable parameters | {metrics["trainable_params"]:,} |
 | total parameters | {metrics["total_params"]:,} |
 

@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 from transformers import PreTrainedModel
 
 from worker.training.reporting import Cancelled, Reporter
-from worker.training.text_data import TokenizedTexts, sorted_batches, to_device
+from worker.training.text_data import TokenizedTexts, Tokens, sorted_batches, to_device
 from worker.training.text_model import first_token_state
 
 FEATURE_VERSION = "cls-v1"  # bump when what a feature *is* changes
@@ -99,24 +99,26 @@ def compute_features(
 
 def cached_features(
     model: PreTrainedModel,
-    tokens: TokenizedTexts,
+    tokens: Tokens,
     *,
+    rows: int,
     key: str,
     cache_dir: Path,
     batch_size: int,
     device: torch.device,
     reporter: Reporter,
 ) -> tuple[torch.Tensor, bool, float]:
-    """(features for every row, whether they came from the cache, seconds spent)."""
+    """(features for every row, whether they came from the cache, seconds spent). On a hit
+    the rows are never tokenised."""
     started = time.perf_counter()
     path = Path(cache_dir) / f"{key}.safetensors"
-    features = load_features(path, len(tokens.lengths), int(model.config.hidden_size))
+    features = load_features(path, rows, int(model.config.hidden_size))
     if features is not None:
         reporter.log(f"features: cache hit {path.name[:12]}…, forward pass skipped")
         return features, True, time.perf_counter() - started
-    reporter.log(f"features: computing for {len(tokens.lengths)} rows (cache miss)")
+    reporter.log(f"features: computing for {rows} rows (cache miss)")
     features = compute_features(
-        model, tokens, batch_size=batch_size, device=device, reporter=reporter
+        model, tokens(), batch_size=batch_size, device=device, reporter=reporter
     )
     save_features(path, features, {"key": key, "version": FEATURE_VERSION})
     return features, False, time.perf_counter() - started

@@ -1,8 +1,10 @@
-"""The training loop both strategies share, read top to bottom.
+"""The training loop every strategy shares, read top to bottom.
 
-What trains is whatever has `requires_grad` (the whole model, or only its head), and
-`forward` maps a batch to logits (token batches through the whole model, or cached feature
-batches through the head), so fine-tuning and the frozen-features head run the same loop.
+What trains is whatever has `requires_grad` (the whole model, its top blocks, LoRA adapters,
+or only its head), and `forward` maps a batch to logits (token batches through the whole
+model, or cached feature batches through the head), so every strategy runs the same loop.
+A second stage (lp_ft's fine-tuning after its probe) continues the first one's epochs,
+steps and best epoch, so both stages share one x axis and one "best".
 """
 
 from __future__ import annotations
@@ -27,11 +29,15 @@ MAX_GRAD_NORM = 1.0
 
 @dataclass(frozen=True)
 class FitOutcome:
-    best_epoch: int  # 1-based
+    best_epoch: int  # 1-based, on the run's x axis (a second stage continues the first's)
     best_validation: dict[str, float]  # loss, accuracy, macro_f1 at best_epoch
-    train_examples: int  # rows through training steps, all epochs
-    train_seconds: float  # time in training steps only (no validation)
-    seconds: float  # the whole fit, validation included
+    best_logits: np.ndarray  # validation logits at best_epoch, in validation_idx order
+    epochs_run: int  # the last epoch on the x axis
+    steps: int  # the last step on the x axis
+    stopped_early: bool  # patience ran out before params.epochs
+    train_examples: int  # rows through this stage's training steps, all epochs
+    train_seconds: float  # time in this stage's training steps only (no validation)
+    seconds: float  # this whole stage, validation included
 
 
 def fit(
@@ -46,7 +52,14 @@ def fit(
     learning_rate: float,
     device: torch.device,
     reporter: Reporter,
+    after: FitOutcome | None = None,
+    epochs_after: int = 0,
+    phase: str = "training",
 ) -> FitOutcome:
+    """Train for params.epochs (fewer when params.patience runs out) and leave the model
+    holding its best validation epoch. `after`: the stage this one continues, whose best
+    stands until beaten; `epochs_after`: epochs of later stages, so progress counts
+    toward the whole run; `phase`: what progress reports call these steps."""
     started = time.perf_counter()
     cuda = device.type == "cuda"
     trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
@@ -76,10 +89,23 @@ def fit(
 
     all_labels = torch.as_tensor(labels, dtype=torch.long)
     eval_batch_size = 2 * params.batch_size  # no activations kept for backward
-    best_epoch, best_validation, best_state = 0, {"macro_f1": -1.0}, None
+    val_labels = labels[np.asarray(validation_idx)]
+    # Where this stage starts on the x axis, and the best it has to beat.
+    first_epoch, first_step = (after.epochs_run, after.steps) if after else (0, 0)
+    run_steps = first_step + (params.epochs + epochs_after) * steps_per_epoch
+    best_epoch, best_validation, best_logits = 0, {"macro_f1": -1.0}, np.empty(0)
+    best_state: dict[str, torch.Tensor] | None = None
+    if after is not None:  # the model holds the earlier stage's best: keep it unless beaten
+        best_epoch, best_validation, best_logits = (
+            after.best_epoch,
+            after.best_validation,
+            after.best_logits,
+        )
+        best_state = _snapshot(trainable)
     step, train_examples, train_seconds = 0, 0, 0.0
+    epochs_without_gain, stopped_early, last_epoch = 0, False, first_epoch
 
-    for epoch in range(params.epochs):
+    for epoch in range(first_epoch, first_epoch + params.epochs):
         model.train()
         epoch_started = time.perf_counter()
         window_loss, window_steps = torch.zeros((), device=device), 0
@@ -88,7 +114,7 @@ def fit(
         )
         for idx in batches:
             if reporter.should_stop():
-                raise Cancelled(f"cancelled at step {step}")
+                raise Cancelled(f"cancelled at step {first_step + step}")
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step)
             batch = to_device({**source.batch(idx), "labels": all_labels[idx]}, device)
@@ -107,15 +133,19 @@ def fit(
             # Summed on the device: .item() every step would stall a GPU for nothing.
             window_loss += loss.detach()
             window_steps += 1
-            reporter.progress(step=step, total_steps=total_steps, phase="training")
+            at = first_step + step  # on the run's x axis
+            reporter.progress(step=at, total_steps=run_steps, phase=phase)
             if window_steps == LOG_EVERY:
-                _report_train_loss(reporter, step, steps_per_epoch, window_loss, window_steps)
+                _report_train_loss(reporter, at, steps_per_epoch, window_loss, window_steps)
                 window_loss, window_steps = torch.zeros((), device=device), 0
+        at = first_step + step
         if window_steps:  # the epoch's tail, so every epoch reports at least once
-            _report_train_loss(reporter, step, steps_per_epoch, window_loss, window_steps)
+            _report_train_loss(reporter, at, steps_per_epoch, window_loss, window_steps)
         train_seconds += time.perf_counter() - epoch_started
 
         # Validation once per epoch; the best epoch by macro-F1 is what gets tested and exported.
+        # In eval mode: with dropout on, the scores would be noisy and not the exported model's.
+        model.eval()
         val_logits = predict_logits(
             forward,
             source,
@@ -124,17 +154,29 @@ def fit(
             device=device,
             reporter=reporter,
         )
-        scores = summary_scores(val_logits, labels[np.asarray(validation_idx)])
+        scores = summary_scores(val_logits, val_labels)
         reporter.metrics(
-            step=step, epoch=float(epoch + 1), values={f"val_{k}": v for k, v in scores.items()}
+            step=at, epoch=float(epoch + 1), values={f"val_{k}": v for k, v in scores.items()}
         )
         reporter.log(
-            f"epoch {epoch + 1}/{params.epochs}: val_loss {scores['loss']:.4f}, "
+            f"epoch {epoch + 1}/{first_epoch + params.epochs}: val_loss {scores['loss']:.4f}, "
             f"val_accuracy {scores['accuracy']:.4f}, val_macro_f1 {scores['macro_f1']:.4f}"
         )
         if scores["macro_f1"] > best_validation["macro_f1"]:
-            best_epoch, best_validation = epoch + 1, scores
-            best_state = {name: p.detach().to("cpu", copy=True) for name, p in trainable}
+            best_epoch, best_validation, best_logits = epoch + 1, scores, val_logits
+            best_state = _snapshot(trainable)
+            epochs_without_gain = 0
+        else:
+            epochs_without_gain += 1
+        last_epoch = epoch + 1
+        if params.patience is not None and epochs_without_gain >= params.patience:
+            stopped_early = last_epoch < first_epoch + params.epochs
+            if stopped_early:
+                reporter.log(
+                    f"early stop: no better val_macro_f1 for {epochs_without_gain} epochs; "
+                    f"keeping epoch {best_epoch}"
+                )
+            break
 
     # Only what trained can differ from the loaded model, so only that is put back.
     assert best_state is not None
@@ -144,10 +186,18 @@ def fit(
     return FitOutcome(
         best_epoch=best_epoch,
         best_validation=best_validation,
+        best_logits=best_logits,
+        epochs_run=last_epoch,
+        steps=first_step + step,
+        stopped_early=stopped_early,
         train_examples=train_examples,
         train_seconds=train_seconds,
         seconds=time.perf_counter() - started,
     )
+
+
+def _snapshot(trainable: list[tuple[str, nn.Parameter]]) -> dict[str, torch.Tensor]:
+    return {name: p.detach().to("cpu", copy=True) for name, p in trainable}
 
 
 def _report_train_loss(

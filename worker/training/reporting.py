@@ -13,7 +13,8 @@ from typing import Protocol
 class Reporter(Protocol):
     def log(self, message: str) -> None: ...
 
-    # phase: "features", "training", "evaluating" or "exporting"
+    # phase: "features", "probe" (lp_ft's first stage, the auto rule's probe), "training",
+    # "evaluating" or "exporting"
     def progress(self, *, step: int, total_steps: int, phase: str) -> None: ...
 
     # values: train_loss, or val_loss / val_accuracy / val_macro_f1

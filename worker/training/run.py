@@ -1,9 +1,12 @@
 """run_training: one text-classification job from spec to published export.
 
-load model and tokenizer → tokenise every row once →
+load model and tokenizer → tokenise every row once → the strategy's stage (strategies.py):
   transfer_frozen: backbone features (cached on disk) → train the model's own head on them
+  transfer_top_k:  train the top k encoder blocks + head on length-grouped token batches
   finetune_full:   train every parameter on length-grouped, dynamically padded batches
-→ keep the best validation epoch → test → export.zip
+  finetune_lora:   train LoRA adapters + head; the export has the adapters merged in
+  lp_ft:           transfer_frozen's head stage, then every parameter from that head
+→ keep the best validation epoch → validation predictions → test → export.zip
 """
 
 from __future__ import annotations
@@ -11,22 +14,21 @@ from __future__ import annotations
 import random
 import resource
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from transformers import PreTrainedModel
 
-from worker.training.evaluation import Forward, full_report, predict_logits
-from worker.training.export import export_model
-from worker.training.feature_cache import cache_key, cached_features
-from worker.training.loop import fit
+from worker.training.evaluation import full_report, predict_logits, validation_predictions
+from worker.training.export import export_model, write_json
+from worker.training.loop import FitOutcome, fit
 from worker.training.reporting import Reporter
-from worker.training.spec import TRANSFER_FROZEN, TrainSpec
-from worker.training.text_data import BatchSource, FeatureRows, TokenizedTexts, tokenize
-from worker.training.text_model import count_params, freeze_all_but, head_of, load_classifier
+from worker.training.spec import LP_FT, PROBE_LEARNING_RATE, TRANSFER_FROZEN, TrainParams, TrainSpec
+from worker.training.strategies import PREPARE, Stage, all_layers, head_on_features
+from worker.training.text_data import tokenize_once
+from worker.training.text_model import count_params, load_classifier
 
 
 @dataclass
@@ -54,32 +56,64 @@ def run_training(spec: TrainSpec, reporter: Reporter) -> TrainResult:
 
     tokenizer, model = load_classifier(spec.model_path, spec.label_names)
     model.to(device)  # type: ignore[arg-type]  # transformers wraps .to; mypy loses the signature
-    tokens = tokenize(tokenizer, spec.examples, params.max_length)
+    tokens = tokenize_once(tokenizer, spec.examples, params.max_length)
 
-    if spec.strategy == TRANSFER_FROZEN:
-        source, forward, extra = prepare_transfer_frozen(spec, model, tokens, device, reporter)
+    def train(stage: Stage, stage_params: TrainParams, rate: float, **more: Any) -> FitOutcome:
+        return fit(
+            stage.trained,
+            stage.forward,
+            stage.source,
+            labels,
+            train_idx=spec.train_idx,
+            validation_idx=spec.validation_idx,
+            params=stage_params,
+            learning_rate=rate,
+            device=device,
+            reporter=reporter,
+            **more,
+        )
+
+    probe: FitOutcome | None = None
+    if spec.strategy == LP_FT:
+        # Stage 1 is exactly transfer_frozen's (same feature cache); stage 2 then starts
+        # from a trained head, so its first updates do not wreck the pretrained features.
+        # The probe always runs its epochs: they cost next to nothing.
+        reporter.log(f"stage 1/2: linear probe on frozen features, {params.probe_epochs} epochs")
+        head = head_on_features(spec, model, tokens, device, reporter)
+        probe_params = replace(params, epochs=params.probe_epochs, patience=None)
+        probe = train(
+            head, probe_params, PROBE_LEARNING_RATE, epochs_after=params.epochs, phase="probe"
+        )
+        reporter.log(
+            f"stage 2/2: fine-tuning every layer from the trained head, {params.epochs} epochs"
+        )
+        stage = all_layers(spec, model, tokens, device, reporter)
+        stage.info.update(
+            head.info,
+            probe_epochs_run=probe.epochs_run,
+            probe_val_macro_f1=probe.best_validation["macro_f1"],
+            probe_seconds=round(probe.seconds, 3),
+        )
     else:
-        source, forward, extra = prepare_finetune_full(model, tokens)
+        stage = PREPARE[spec.strategy](spec, model, tokens, device, reporter)
 
-    trainable_params, total_params = count_params(model)
+    trainable_params, total_params = count_params(stage.trained)
     reporter.log(f"training {trainable_params:,} of {total_params:,} parameters")
-    outcome = fit(
-        model,
-        forward,
-        source,
-        labels,
-        train_idx=spec.train_idx,
-        validation_idx=spec.validation_idx,
-        params=params,
-        learning_rate=learning_rate,
-        device=device,
-        reporter=reporter,
-    )
+    outcome = train(stage, params, learning_rate, after=probe)
 
-    model.eval()
+    # The model now holds the best epoch's weights, whose validation logits fit kept.
+    stage.trained.eval()
+    val_labels = labels[np.asarray(spec.validation_idx)]
+    validation = full_report(outcome.best_logits, val_labels, spec.label_names)
+    write_json(
+        spec.output_dir / "validation_predictions.json",
+        validation_predictions(
+            outcome.best_logits, spec.validation_idx, spec.examples, spec.label_names
+        ),
+    )
     test_logits = predict_logits(
-        forward,
-        source,
+        stage.forward,
+        stage.source,
         spec.test_idx,
         batch_size=2 * params.batch_size,
         device=device,
@@ -89,9 +123,11 @@ def run_training(spec: TrainSpec, reporter: Reporter) -> TrainResult:
     test = full_report(test_logits, labels[np.asarray(spec.test_idx)], spec.label_names)
     seconds = outcome.train_seconds
     if spec.strategy == TRANSFER_FROZEN:
-        extra["head_seconds"] = round(outcome.seconds, 3)
+        stage.info["head_seconds"] = round(outcome.seconds, 3)
         # Examples/s of the whole adaptation: the features pass is its real cost.
-        seconds += extra["feature_seconds"]
+        seconds += stage.info["feature_seconds"]
+    # lp_ft: the fine-tuning stage's steps alone, comparable with finetune_full; what its
+    # probe cost is in feature_seconds and probe_seconds.
     metrics: dict[str, Any] = {
         "test_accuracy": test["accuracy"],
         "test_macro_f1": test["macro_f1"],
@@ -100,13 +136,16 @@ def run_training(spec: TrainSpec, reporter: Reporter) -> TrainResult:
         "confusion_matrix": test["confusion_matrix"],
         "labels": test["labels"],
         "best_epoch": outcome.best_epoch,
+        "epochs_run": outcome.epochs_run,
+        "stopped_early": outcome.stopped_early,
         "val_accuracy": outcome.best_validation["accuracy"],
         "val_macro_f1": outcome.best_validation["macro_f1"],
         "val_loss": outcome.best_validation["loss"],
+        "val_confusion_matrix": validation["confusion_matrix"],
         "trainable_params": trainable_params,
         "total_params": total_params,
         "train_examples_per_second": round(outcome.train_examples / max(seconds, 1e-9), 3),
-        **extra,
+        **stage.info,
     }
     reporter.log(
         f"test accuracy {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f} "
@@ -116,54 +155,11 @@ def run_training(spec: TrainSpec, reporter: Reporter) -> TrainResult:
     reporter.progress(step=0, total_steps=1, phase="exporting")
     metrics["peak_memory_bytes"] = peak_memory_bytes(device)
     metrics["wall_seconds"] = round(time.perf_counter() - started, 3)
-    export_path = export_model(spec, model, tokenizer, metrics=metrics, learning_rate=learning_rate)
+    export_path = export_model(
+        spec, stage.exported(), tokenizer, metrics=metrics, learning_rate=learning_rate
+    )
     reporter.progress(step=1, total_steps=1, phase="exporting")
     return TrainResult(metrics=metrics, export_path=export_path)
-
-
-def prepare_transfer_frozen(
-    spec: TrainSpec,
-    model: PreTrainedModel,
-    tokens: TokenizedTexts,
-    device: torch.device,
-    reporter: Reporter,
-) -> tuple[BatchSource, Forward, dict[str, Any]]:
-    """The backbone runs once per row (or not at all on a cache hit); the model's own head
-    then trains on the cached hidden states, so the export is an ordinary checkpoint."""
-    head = head_of(model)
-    freeze_all_but(model, head.modules)
-    key = cache_key(
-        model_id=spec.model_id,
-        model_path=spec.model_path,
-        dataset_fingerprint=spec.dataset_fingerprint,
-        max_length=spec.params.max_length,
-    )
-    features, hit, seconds = cached_features(
-        model,
-        tokens,
-        key=key,
-        cache_dir=spec.cache_dir,
-        batch_size=2 * spec.params.batch_size,
-        device=device,
-        reporter=reporter,
-    )
-
-    def forward(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return head.forward(model, batch["features"])
-
-    timing = {"feature_cache_hit": hit, "feature_seconds": round(seconds, 3)}
-    return FeatureRows(features), forward, timing
-
-
-def prepare_finetune_full(
-    model: PreTrainedModel, tokens: TokenizedTexts
-) -> tuple[BatchSource, Forward, dict[str, Any]]:
-    model.requires_grad_(True)
-
-    def forward(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return model(**batch).logits
-
-    return tokens, forward, {}
 
 
 def resolve_device(name: str) -> torch.device:

@@ -9,13 +9,26 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-TRANSFER_FROZEN = "transfer_frozen"
-FINETUNE_FULL = "finetune_full"
-STRATEGIES = (TRANSFER_FROZEN, FINETUNE_FULL)
+TRANSFER_FROZEN = "transfer_frozen"  # a new head on cached backbone features
+TRANSFER_TOP_K = "transfer_top_k"  # the top k encoder blocks + head; the rest frozen
+FINETUNE_FULL = "finetune_full"  # every parameter
+FINETUNE_LORA = "finetune_lora"  # low-rank adapters (PEFT) + head; exported merged
+LP_FT = "lp_ft"  # linear probe on cached features, then every parameter from that head
+STRATEGIES = (TRANSFER_FROZEN, TRANSFER_TOP_K, FINETUNE_FULL, FINETUNE_LORA, LP_FT)
 
 # A new head on frozen features can take big steps; updating pretrained weights cannot
-# without wrecking them, hence two orders of magnitude between the defaults.
-DEFAULT_LEARNING_RATES = {TRANSFER_FROZEN: 1e-3, FINETUNE_FULL: 5e-5}
+# without wrecking them, hence two orders of magnitude between those two. Training only the
+# top blocks disturbs less, so it can go a little faster; LoRA's adapters start at zero and
+# are scaled by alpha/rank, so they need a larger rate to move at all. For lp_ft the rate is
+# the fine-tuning stage's; its probe stage uses PROBE_LEARNING_RATE.
+DEFAULT_LEARNING_RATES = {
+    TRANSFER_FROZEN: 1e-3,
+    TRANSFER_TOP_K: 1e-4,
+    FINETUNE_FULL: 5e-5,
+    FINETUNE_LORA: 5e-4,
+    LP_FT: 5e-5,
+}
+PROBE_LEARNING_RATE = DEFAULT_LEARNING_RATES[TRANSFER_FROZEN]
 
 
 @dataclass(frozen=True)
@@ -34,6 +47,21 @@ class TrainParams:
     seed: int = 42
     weight_decay: float = 0.01
     warmup_ratio: float = 0.06
+    # Early stopping on validation macro-F1: stop after this many epochs without a better
+    # one (None: run every epoch). The best epoch is what gets tested and exported either way.
+    patience: int | None = None
+    top_k: int | None = None  # transfer_top_k: blocks that train; None: a third of them (≥ 1)
+    lora_rank: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.1
+    # None: the architecture's attention query/value projections (text_model.LAYOUTS)
+    lora_target_modules: tuple[str, ...] | None = None
+    probe_epochs: int = 10  # lp_ft: epochs of the linear-probe stage
+
+    def __post_init__(self) -> None:
+        # Params arrive from JSON, where a tuple comes back as a list.
+        if self.lora_target_modules is not None:
+            object.__setattr__(self, "lora_target_modules", tuple(self.lora_target_modules))
 
     def learning_rate_for(self, strategy: str) -> float:
         if self.learning_rate is not None:
@@ -83,3 +111,13 @@ class TrainSpec:
         p = self.params
         if p.epochs < 1 or p.batch_size < 1 or p.max_length < 2:
             raise ValueError("epochs and batch_size must be ≥ 1 and max_length ≥ 2")
+        if p.patience is not None and p.patience < 1:
+            raise ValueError("patience must be ≥ 1 (or unset, for no early stopping)")
+        if p.top_k is not None and p.top_k < 1:
+            raise ValueError("top_k must be ≥ 1 (or unset, for a third of the blocks)")
+        if p.lora_rank < 1 or p.lora_alpha < 1 or not 0 <= p.lora_dropout < 1:
+            raise ValueError("lora_rank and lora_alpha must be ≥ 1, lora_dropout in [0, 1)")
+        if p.lora_target_modules is not None and not p.lora_target_modules:
+            raise ValueError("lora_target_modules is empty; leave it unset for the default")
+        if p.probe_epochs < 1:
+            raise ValueError("probe_epochs must be ≥ 1")

@@ -11,7 +11,8 @@ it, so on texts of varied length two things matter most for speed:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -51,6 +52,9 @@ class TokenizedTexts:
             (np.arange(width)[None, :] < self.lengths[idx, None]).astype(np.int64)
         )
         return out
+
+
+Tokens = Callable[[], TokenizedTexts]  # every row tokenised, on first call (tokenize_once)
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,13 @@ def tokenize(tokenizer, examples: TextExamples, max_length: int) -> TokenizedTex
             arrays[name][start:stop] = enc[name]
         lengths[start:stop] = enc["attention_mask"].sum(axis=1)
     return TokenizedTexts(arrays=arrays, lengths=lengths)
+
+
+def tokenize_once(tokenizer, examples: TextExamples, max_length: int) -> Tokens:
+    """`tokenize`, put off until first asked for and then kept. A head on cached features
+    needs no tokens at all, and tokenising long texts is most of what a job that finds its
+    features in the cache would otherwise spend."""
+    return functools.cache(lambda: tokenize(tokenizer, examples, max_length))
 
 
 def length_grouped_batches(

@@ -4,7 +4,9 @@ The frozen-features strategy trains the model's *own* head modules on cached fea
 the weights it exports are an ordinary checkpoint of the same class and load with
 `AutoModelForSequenceClassification`. That needs, per architecture, three facts: which
 modules form the head, which hidden state the head reads, and how the head's forward runs
-on that state alone. Only the architectures listed in HEADS are known; others fail clearly.
+on that state alone. The top-k and LoRA strategies need two more: where the stack of
+encoder blocks is, and which projections LoRA adapts. Only the architectures listed in
+HEADS and LAYOUTS are known; others fail clearly.
 """
 
 from __future__ import annotations
@@ -66,17 +68,63 @@ HEADS: dict[str, Head] = {
 }
 
 
-def head_of(model: PreTrainedModel) -> Head:
+@dataclass(frozen=True)
+class Layout:
+    """Where an architecture keeps what the top-k and LoRA strategies touch."""
+
+    blocks: str  # attribute path of the ModuleList of encoder blocks, bottom to top
+    lora_targets: tuple[str, ...]  # attention projections LoRA adapts by default
+
+
+LAYOUTS: dict[str, Layout] = {
+    "bert": Layout("bert.encoder.layer", ("query", "value")),
+    "distilbert": Layout("distilbert.transformer.layer", ("q_lin", "v_lin")),
+    "roberta": Layout("roberta.encoder.layer", ("query", "value")),
+    "xlm-roberta": Layout("roberta.encoder.layer", ("query", "value")),
+    "camembert": Layout("roberta.encoder.layer", ("query", "value")),
+}
+
+
+def head_of(model: PreTrainedModel, strategy: str = "transfer_frozen") -> Head:
     model_type = model.config.model_type
     head = HEADS.get(model_type)
     if head is None:
         raise ValueError(
-            f"transfer_frozen does not know the classification head of {model_type!r} models "
+            f"{strategy} does not know the classification head of {model_type!r} models "
             f"(known: {', '.join(sorted(HEADS))}); use finetune_full for this model"
         )
     if model_type == "bert" and getattr(model.base_model, "pooler", None) is None:
         raise ValueError("this BERT model has no pooler, which its classification head reads")
     return head
+
+
+def layout_of(model: PreTrainedModel, strategy: str) -> Layout:
+    model_type = model.config.model_type
+    layout = LAYOUTS.get(model_type)
+    if layout is None:
+        raise ValueError(
+            f"{strategy} does not know where the encoder blocks of {model_type!r} models are "
+            f"(known: {', '.join(sorted(LAYOUTS))}); use finetune_full for this model"
+        )
+    return layout
+
+
+def encoder_blocks(model: PreTrainedModel, strategy: str) -> nn.ModuleList:
+    blocks = model.get_submodule(layout_of(model, strategy).blocks)
+    assert isinstance(blocks, nn.ModuleList), type(blocks)
+    return blocks
+
+
+def resolve_top_k(top_k: int | None, num_blocks: int) -> int:
+    """The blocks transfer_top_k trains: as asked, or a third of them (at least one)."""
+    if top_k is None:
+        return max(1, round(num_blocks / 3))
+    if top_k > num_blocks:
+        raise ValueError(
+            f"top_k is {top_k} but the model has only {num_blocks} encoder blocks; "
+            f"pick 1..{num_blocks} (or finetune_full to train everything)"
+        )
+    return top_k
 
 
 def first_token_state(model: PreTrainedModel, inputs: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -1,0 +1,75 @@
+"""A quick linear probe: how far frozen features alone get on this data.
+
+The "auto" rule asks it when the data size leaves the choice open: a high score says a head
+on frozen features is enough, a low one that the backbone has to adapt. It trains exactly
+transfer_frozen's head on exactly its feature cache, so a transfer_frozen or lp_ft job that
+follows finds the features on disk and pays nothing for them again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from worker.training.loop import fit
+from worker.training.reporting import Reporter
+from worker.training.run import resolve_device, seed_everything
+from worker.training.spec import PROBE_LEARNING_RATE, TRANSFER_FROZEN, TrainSpec
+from worker.training.strategies import head_on_features
+from worker.training.text_data import tokenize_once
+from worker.training.text_model import load_classifier
+
+
+@dataclass
+class _WithoutMetrics:
+    """Passes everything on but metric rows, and reports training steps as phase "probe":
+    the probe is not the job's training, and its curves would be mistaken for the job's."""
+
+    reporter: Reporter
+
+    def log(self, message: str) -> None:
+        self.reporter.log(message)
+
+    def progress(self, *, step: int, total_steps: int, phase: str) -> None:
+        phase = "probe" if phase == "training" else phase
+        self.reporter.progress(step=step, total_steps=total_steps, phase=phase)
+
+    def metrics(self, *, step: int, epoch: float, values: dict[str, float]) -> None:
+        pass
+
+    def should_stop(self) -> bool:
+        return self.reporter.should_stop()
+
+
+def probe_score(spec: TrainSpec, reporter: Reporter, *, epochs: int = 10) -> float:
+    """Best validation macro-F1 of the model's head trained for `epochs` on frozen features.
+    Nothing is exported and nothing is written outside the feature cache."""
+    spec = replace(
+        spec,
+        strategy=TRANSFER_FROZEN,  # the caller's may still be "auto"
+        params=replace(spec.params, epochs=epochs, patience=None),
+    )
+    spec.check()
+    reporter = _WithoutMetrics(reporter)
+    device = resolve_device(spec.device)
+    seed_everything(spec.params.seed)
+    tokenizer, model = load_classifier(spec.model_path, spec.label_names)
+    model.to(device)  # type: ignore[arg-type]  # transformers wraps .to; mypy loses the signature
+    tokens = tokenize_once(tokenizer, spec.examples, spec.params.max_length)
+    stage = head_on_features(spec, model, tokens, device, reporter)
+    outcome = fit(
+        stage.trained,
+        stage.forward,
+        stage.source,
+        np.asarray(spec.examples.labels, dtype=np.int64),
+        train_idx=spec.train_idx,
+        validation_idx=spec.validation_idx,
+        params=spec.params,
+        learning_rate=PROBE_LEARNING_RATE,
+        device=device,
+        reporter=reporter,
+    )
+    score = outcome.best_validation["macro_f1"]
+    reporter.log(f"probe: frozen-features head reaches val_macro_f1 {score:.4f}")
+    return score
