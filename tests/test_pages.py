@@ -67,3 +67,37 @@ def test_job_form_errors_are_shown_next_to_the_form(client: TestClient, tmp_path
         },
     )
     assert response.status_code == 422 and "epochs" in response.text
+
+
+def test_form_compare_button_queues_a_comparison(
+    client: TestClient, tmp_path: Path, tiny_model_id: str
+) -> None:
+    dataset = upload_csv(client, write_csv(tmp_path / "k.csv", labelled_texts(10)))
+    form = {
+        "dataset_id": str(dataset["id"]),
+        "model": tiny_model_id,
+        "action": "compare",
+        "compare_strategies": ["transfer_frozen", "lp_ft"],
+        "epochs": "1",
+    }
+    response = client.post("/jobs", data=form, follow_redirects=False)
+    assert response.status_code == 303, response.text
+    comparison = client.get("/api/v1" + response.headers["location"]).json()
+    assert [r["job"]["strategy"] for r in comparison["rows"]] == ["transfer_frozen", "lp_ft"]
+    for job_id in comparison["job_ids"]:
+        client.post(f"/api/v1/jobs/{job_id}/cancel")
+    one = client.post("/jobs", data={**form, "compare_strategies": ["lp_ft"]})
+    assert one.status_code == 422 and "at least 2" in one.text
+
+
+def test_form_shows_what_auto_would_pick(client: TestClient, tmp_path: Path) -> None:
+    dataset = upload_csv(client, write_csv(tmp_path / "a.csv", labelled_texts(10)))
+    fragment = client.get(
+        "/jobs/recommendation", params={"dataset_id": dataset["id"], "model": "minilm-l6"}
+    )
+    assert fragment.status_code == 200
+    assert "Auto would pick Transfer learning — frozen features" in fragment.text
+    api = client.get(
+        "/api/v1/recommendation", params={"dataset_id": dataset["id"], "model": "minilm-l6"}
+    ).json()
+    assert api["strategy"] == "transfer_frozen" and "24 training examples" in api["reason"]
