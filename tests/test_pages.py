@@ -101,3 +101,54 @@ def test_form_shows_what_auto_would_pick(client: TestClient, tmp_path: Path) -> 
         "/api/v1/recommendation", params={"dataset_id": dataset["id"], "model": "minilm-l6"}
     ).json()
     assert api["strategy"] == "transfer_frozen" and "24 training examples" in api["reason"]
+
+
+def test_confusion_cell_lists_its_misclassified_examples(
+    client: TestClient, tmp_path: Path
+) -> None:
+    import json
+
+    from app.config import get_settings
+    from app.db import get_sessionmaker
+    from app.jobs.artifacts import VALIDATION_PREDICTIONS, job_dir
+    from app.jobs.models import Job, JobStatus
+    from app.jobs.strategies import Strategy
+
+    dataset = upload_csv(client, write_csv(tmp_path / "m.csv", labelled_texts(10)))
+    with get_sessionmaker()() as session:
+        job = Job(
+            dataset_id=dataset["id"],
+            model="m",
+            strategy=Strategy.transfer_frozen,
+            params={},
+            status=JobStatus.succeeded,
+        )
+        session.add(job)
+        session.commit()
+        job_id = job.id
+    folder = job_dir(get_settings(), job_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [
+        {
+            "index": 1,
+            "text": "a <b>bold</b> guess",
+            "true": "sport",
+            "predicted": "music",
+            "confidence": 0.6,
+        },
+        {"index": 2, "text": "surer", "true": "sport", "predicted": "music", "confidence": 0.9},
+        {
+            "index": 3,
+            "text": "other cell",
+            "true": "money",
+            "predicted": "music",
+            "confidence": 0.7,
+        },
+    ]
+    (folder / VALIDATION_PREDICTIONS).write_text(json.dumps(rows))
+    page = client.get(
+        f"/jobs/{job_id}/misclassified", params={"true": "sport", "predicted": "music"}
+    ).text
+    assert "True “sport”, predicted “music” (2)" in page
+    assert page.index("surer") < page.index("guess")  # most confident mistakes first
+    assert "&lt;b&gt;bold&lt;/b&gt;" in page and "other cell" not in page

@@ -160,7 +160,8 @@ def job_misclassified(
     request: Request, job: JobDep, settings: SettingsDep, true: str, predicted: str
 ) -> Response:
     rows = artifacts.misclassified(settings, job.id, true=true, predicted=predicted)
-    context = {"job": job, "rows": rows, "true": true, "predicted": predicted}
+    # "true" is a Jinja literal, so the labels go in under other names.
+    context = {"job": job, "rows": rows, "true_label": true, "predicted_label": predicted}
     return render(request, "jobs/misclassified.html", context)
 
 
