@@ -27,8 +27,10 @@ class Settings(BaseSettings):
 
     # Threads PyTorch may use in a worker; 0 means one per CPU core.
     torch_threads: int = 0
-    # A running job writes a heartbeat this often (seconds).
-    heartbeat_seconds: float = 5.0
+    # A running job beats about once a second; one silent this long belongs to a dead worker
+    # and is re-queued when a worker starts (up to max_attempts runs, then it fails).
+    job_stale_seconds: float = 120.0
+    max_attempts: int = 3
 
     @property
     def datasets_dir(self) -> Path:

@@ -59,6 +59,10 @@ def get_engine() -> Engine:
 
 @lru_cache
 def get_sessionmaker() -> sessionmaker[Session]:
+    # Whoever opens a session (web, worker, CLI, a script) gets every table registered,
+    # whichever model modules it happened to import.
+    import app.tables  # noqa: F401
+
     return sessionmaker(bind=get_engine(), expire_on_commit=False)
 
 

@@ -3,9 +3,7 @@
 from alembic import context
 from sqlalchemy.engine import Connection
 
-import app.comparisons.models  # noqa: F401
-import app.datasets.models  # noqa: F401 - registers the tables on Base.metadata
-import app.jobs.models  # noqa: F401
+import app.tables  # noqa: F401 - registers every table on Base.metadata
 from app.db import Base, get_engine
 
 config = context.config

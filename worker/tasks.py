@@ -6,6 +6,9 @@ from __future__ import annotations
 import logging
 import traceback
 from collections import Counter
+from datetime import timedelta
+
+from celery.signals import worker_ready
 
 from app import catalog
 from app.config import get_settings
@@ -20,6 +23,21 @@ from app.queue import TRAIN_TASK, celery_app
 from worker.db_reporter import DatabaseReporter
 
 log = logging.getLogger("tuneboard.worker")
+
+
+@worker_ready.connect
+def _requeue_lost_jobs(**_: object) -> None:
+    """A worker that starts looks for jobs a dead worker left `running` (e.g. the previous
+    `make run` stopped mid-job) and puts them back in the queue."""
+    settings = get_settings()
+    with get_sessionmaker()() as session:
+        requeued = jobs.reap_stale(
+            session,
+            stale_after=timedelta(seconds=settings.job_stale_seconds),
+            max_attempts=settings.max_attempts,
+        )
+    if requeued:
+        log.warning("re-queued jobs left running by a lost worker: %s", requeued)
 
 
 @celery_app.task(name=TRAIN_TASK, acks_late=True)

@@ -7,7 +7,7 @@ and a worker racing on the same job cannot both win.
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select, update
@@ -73,6 +73,42 @@ def claim(session: Session, job_id: int) -> Job | None:
     if result.rowcount != 1:  # type: ignore[attr-defined]
         return None
     return session.get(Job, job_id, populate_existing=True)
+
+
+def reap_stale(session: Session, *, stale_after: timedelta, max_attempts: int) -> list[int]:
+    """Jobs left `running` by a worker that died (no heartbeat for `stale_after`) go back to
+    the queue, or fail once they have used up their attempts. Returns the re-queued ids."""
+    cutoff = now() - stale_after
+    stale = list(
+        session.scalars(
+            select(Job).where(Job.status == JobStatus.running, Job.heartbeat_at < cutoff)
+        )
+    )
+    requeued = []
+    for job in stale:
+        guard = (Job.id == job.id, Job.status == JobStatus.running, Job.heartbeat_at < cutoff)
+        if job.attempts >= max_attempts:
+            values: dict[str, Any] = {
+                "status": JobStatus.failed,
+                "phase": "failed",
+                "finished_at": now(),
+                "error": f"the worker stopped responding during each of {job.attempts} "
+                "attempts; check the worker's log for out-of-memory kills",
+            }
+        else:
+            values = {"status": JobStatus.queued, "phase": "queued again (worker lost)"}
+        # No in-session sync: SQLite hands back naive datetimes that cannot be compared with
+        # the aware cutoff in Python; the guarded UPDATE itself runs in the database.
+        result = session.execute(
+            update(Job).where(*guard).values(**values),
+            execution_options={"synchronize_session": False},
+        )
+        if result.rowcount == 1 and values["status"] == JobStatus.queued:  # type: ignore[attr-defined]
+            requeued.append(job.id)
+    session.commit()  # committed before the messages go out, as for new jobs
+    for job_id in requeued:
+        enqueue_training(job_id)
+    return requeued
 
 
 def request_cancel(session: Session, job: Job) -> Job:

@@ -1,0 +1,8 @@
+"""Every table, imported together. Foreign keys name other tables by string (a job points at
+its comparison), so SQLAlchemy can only flush once all of them are registered on Base."""
+
+from app.comparisons.models import Comparison
+from app.datasets.models import Dataset
+from app.jobs.models import Job, JobLog, MetricPoint
+
+__all__ = ["Comparison", "Dataset", "Job", "JobLog", "MetricPoint"]
