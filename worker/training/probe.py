@@ -36,7 +36,7 @@ class _WithoutMetrics:
         self.reporter.progress(step=step, total_steps=total_steps, phase=phase)
 
     def metrics(self, *, step: int, epoch: float, values: dict[str, float]) -> None:
-        pass
+        return  # the probe's curves would be drawn as the job's own; they are not recorded
 
     def should_stop(self) -> bool:
         return self.reporter.should_stop()
