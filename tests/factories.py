@@ -124,3 +124,32 @@ def bbc_news_rows(per_class: int | None = None, *, seed: int = 0) -> list[tuple[
             rows.append((text, topic))
     rng.shuffle(rows)
     return rows
+
+
+def tiny_classifier(arch: str, *, layers: int = 1):  # noqa: ANN201 - a transformers model
+    """A randomly initialised 3-label classifier of one architecture, hidden width 16."""
+    from transformers import (
+        BertConfig,
+        BertForSequenceClassification,
+        DistilBertConfig,
+        DistilBertForSequenceClassification,
+        RobertaConfig,
+        RobertaForSequenceClassification,
+    )
+
+    small = {"vocab_size": 50, "max_position_embeddings": 40, "num_labels": 3}
+    encoder = {
+        "hidden_size": 16,
+        "num_hidden_layers": layers,
+        "num_attention_heads": 2,
+        "intermediate_size": 32,
+    }
+    if arch == "bert":
+        return BertForSequenceClassification(BertConfig(**encoder, **small))
+    if arch == "distilbert":
+        return DistilBertForSequenceClassification(
+            DistilBertConfig(dim=16, n_layers=layers, n_heads=2, hidden_dim=32, **small)
+        )
+    if arch == "roberta":
+        return RobertaForSequenceClassification(RobertaConfig(**encoder, pad_token_id=1, **small))
+    raise ValueError(f"no tiny {arch}")

@@ -22,15 +22,11 @@ from safetensors import safe_open
 from transformers import (
     BertConfig,
     BertForSequenceClassification,
-    DistilBertConfig,
-    DistilBertForSequenceClassification,
     GPT2Config,
     GPT2ForSequenceClassification,
-    RobertaConfig,
-    RobertaForSequenceClassification,
 )
 
-from tests.factories import LABELS, make_tiny_bert
+from tests.factories import LABELS, make_tiny_bert, tiny_classifier
 from tests.test_training_text import (
     BERT_HEAD_PARAMS,
     METRIC_KEYS,
@@ -131,21 +127,6 @@ def test_each_strategy_trains_exactly_its_parameters(tmp_path, tiny_bert):
     assert set(PREPARE) | {"lp_ft"} == set(STRATEGIES)
 
 
-def _two_block_models():
-    small = {"vocab_size": 50, "max_position_embeddings": 40, "num_labels": 3}
-    return {
-        "distilbert": DistilBertForSequenceClassification(
-            DistilBertConfig(dim=16, n_layers=2, n_heads=2, hidden_dim=32, **small)
-        ),
-        "roberta": RobertaForSequenceClassification(
-            RobertaConfig(
-                hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                intermediate_size=32, pad_token_id=1, **small,
-            )
-        ),
-    }  # fmt: skip
-
-
 OTHER_TOP_K = {
     "distilbert": (
         "distilbert.transformer.layer.1.",
@@ -164,7 +145,7 @@ OTHER_TOP_K = {
 @pytest.mark.parametrize("arch", ["distilbert", "roberta"])
 def test_top_k_and_lora_know_distilbert_and_roberta(tmp_path, arch):
     spec = make_spec(tmp_path, "unused", "transfer_top_k", synthetic_examples(30))
-    model = _two_block_models()[arch]
+    model = tiny_classifier(arch, layers=2)
     block, head = OTHER_TOP_K[arch]
     no_tokens = lambda: None  # noqa: E731 - the stage's rows are not used here
     PREPARE["transfer_top_k"](spec, model, no_tokens, torch.device("cpu"), MemoryReporter())
@@ -172,7 +153,7 @@ def test_top_k_and_lora_know_distilbert_and_roberta(tmp_path, arch):
     assert {n for n in names if not n.startswith(block)} == head
     assert len(names - head) == len([n for n, _ in model.named_parameters() if block in n]) > 0
 
-    peft_model = add_lora(_two_block_models()[arch], TrainParams(lora_rank=2))
+    peft_model = add_lora(tiny_classifier(arch, layers=2), TrainParams(lora_rank=2))
     lora = {n for n in trainable_names(peft_model) if "lora_" in n}
     projections = ("q_lin", "v_lin") if arch == "distilbert" else ("query", "value")
     assert {n.split(".lora_")[0].rsplit(".", 1)[1] for n in lora} == set(projections)

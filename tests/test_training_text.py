@@ -22,17 +22,12 @@ import torch
 from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
-    BertConfig,
-    DistilBertConfig,
-    DistilBertForSequenceClassification,
     GPT2Config,
     GPT2ForSequenceClassification,
-    RobertaConfig,
-    RobertaForSequenceClassification,
     pipeline,
 )
 
-from tests.factories import FILLER, LABELS, make_tiny_bert, synthetic_text
+from tests.factories import FILLER, LABELS, make_tiny_bert, synthetic_text, tiny_classifier
 from worker.training.evaluation import full_report
 from worker.training.feature_cache import cache_key
 from worker.training.reporting import Cancelled, MemoryReporter
@@ -155,27 +150,6 @@ def test_length_grouped_batches_cover_every_row_once_and_stay_narrow():
 # ---------------------------------------------------------------- model heads
 
 
-def _tiny_classifiers():
-    small = {"vocab_size": 50, "max_position_embeddings": 40, "num_labels": 3}
-    return {
-        "bert": AutoModelForSequenceClassification.from_config(
-            BertConfig(
-                hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                intermediate_size=32, **small,
-            )
-        ),
-        "distilbert": DistilBertForSequenceClassification(
-            DistilBertConfig(dim=16, n_layers=1, n_heads=2, hidden_dim=32, **small)
-        ),
-        "roberta": RobertaForSequenceClassification(
-            RobertaConfig(
-                hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                intermediate_size=32, pad_token_id=1, **small,
-            )
-        ),
-    }  # fmt: skip
-
-
 HEAD_PARAMS = {
     "bert": BERT_HEAD_PARAMS,
     "distilbert": {
@@ -191,7 +165,7 @@ HEAD_PARAMS = {
 @pytest.mark.parametrize("arch", ["bert", "distilbert", "roberta"])
 def test_head_on_first_token_state_reproduces_the_models_logits(arch):
     torch.manual_seed(0)
-    model = _tiny_classifiers()[arch].eval()
+    model = tiny_classifier(arch, layers=1).eval()
     inputs = {
         "input_ids": torch.randint(3, 50, (4, 12)),
         "attention_mask": torch.ones(4, 12, dtype=torch.long),

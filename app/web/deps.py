@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, HTTPException
 from sqlalchemy.orm import Session
@@ -15,40 +15,35 @@ from app.jobs.models import Job
 
 SessionDep = Annotated[Session, Depends(session_scope)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+T = TypeVar("T")
+
+
+def _found(session: Session, table: type[T], object_id: int, *, status: int = 404) -> T:
+    row = session.get(table, object_id)
+    if row is None:
+        name = table.__name__.lower()
+        raise HTTPException(status, f"no {name} with id {object_id}")
+    return row
 
 
 def _dataset(dataset_id: int, session: SessionDep) -> Dataset:
-    dataset = session.get(Dataset, dataset_id)
-    if dataset is None:
-        raise HTTPException(404, f"no dataset with id {dataset_id}")
-    return dataset
-
-
-def _job(job_id: int, session: SessionDep) -> Job:
-    job = session.get(Job, job_id)
-    if job is None:
-        raise HTTPException(404, f"no job with id {job_id}")
-    return job
-
-
-DatasetDep = Annotated[Dataset, Depends(_dataset)]
-JobDep = Annotated[Job, Depends(_job)]
-
-
-def _comparison(comparison_id: int, session: SessionDep) -> Comparison:
-    comparison = session.get(Comparison, comparison_id)
-    if comparison is None:
-        raise HTTPException(404, f"no comparison with id {comparison_id}")
-    return comparison
+    return _found(session, Dataset, dataset_id)
 
 
 def _query_dataset(dataset_id: int, session: SessionDep) -> Dataset:
     """A dataset named in the query string; unknown ids are a 422 there, not a 404."""
-    dataset = session.get(Dataset, dataset_id)
-    if dataset is None:
-        raise HTTPException(422, f"no dataset with id {dataset_id}")
-    return dataset
+    return _found(session, Dataset, dataset_id, status=422)
 
 
-ComparisonDep = Annotated[Comparison, Depends(_comparison)]
+def _job(job_id: int, session: SessionDep) -> Job:
+    return _found(session, Job, job_id)
+
+
+def _comparison(comparison_id: int, session: SessionDep) -> Comparison:
+    return _found(session, Comparison, comparison_id)
+
+
+DatasetDep = Annotated[Dataset, Depends(_dataset)]
 QueryDatasetDep = Annotated[Dataset, Depends(_query_dataset)]
+JobDep = Annotated[Job, Depends(_job)]
+ComparisonDep = Annotated[Comparison, Depends(_comparison)]
