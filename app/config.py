@@ -20,6 +20,12 @@ class Settings(BaseSettings):
 
     # Uploads are streamed to disk and cut off at this size (bytes).
     max_upload_bytes: int = 200 * 1024 * 1024
+    # Image datasets (ZIPs of class folders): caps that stop archive bombs while extracting,
+    # and images over this many pixels are skipped with a reason.
+    max_archive_entries: int = 50_000
+    max_archive_bytes: int = 4 * 1024**3  # uncompressed
+    max_archive_ratio: float = 100.0  # uncompressed / compressed, for members over 1 MiB
+    max_image_pixels: int = 40_000_000
     # Extra folders whose subfolders are offered as local Hugging Face models.
     model_roots: list[Path] = []
     # Whether Hub ids may be used; off by default because these machines are offline.

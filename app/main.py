@@ -10,7 +10,16 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from app.config import get_settings
-from app.web import api, comparison_pages, dataset_pages, errors, home_page, job_pages
+from app.web import (
+    api,
+    comparison_pages,
+    dataset_pages,
+    errors,
+    home_page,
+    job_pages,
+    playground_pages,
+    predictions_api,
+)
 from app.web.body_limit import BodyLimitMiddleware
 
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
@@ -28,7 +37,8 @@ def create_app() -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
     errors.install(app)
     app.include_router(api.router)
-    for pages in (home_page, dataset_pages, job_pages, comparison_pages):
+    app.include_router(predictions_api.router)
+    for pages in (home_page, dataset_pages, job_pages, playground_pages, comparison_pages):
         app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

@@ -4,5 +4,6 @@ its comparison), so SQLAlchemy can only flush once all of them are registered on
 from app.comparisons.models import Comparison
 from app.datasets.models import Dataset
 from app.jobs.models import Job, JobLog, MetricPoint
+from app.predictions.models import Prediction
 
-__all__ = ["Comparison", "Dataset", "Job", "JobLog", "MetricPoint"]
+__all__ = ["Comparison", "Dataset", "Job", "JobLog", "MetricPoint", "Prediction"]

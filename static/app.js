@@ -157,7 +157,54 @@ function setupOverlay() {
   poll();
 }
 
-document.addEventListener("DOMContentLoaded", () => { setupUpload(); setupCharts(); setupOverlay(); });
+function setupModelChoice() {
+  // The new-job form offers only models that read what the chosen dataset holds; the
+  // server refuses a mismatch anyway, this just keeps the wrong ones out of reach.
+  const dataset = document.querySelector('select[name="dataset_id"]');
+  const model = document.getElementById("model-select");
+  if (!dataset || !model) return;
+  const sync = () => {
+    const chosen = dataset.selectedOptions[0];
+    const modality = chosen ? chosen.dataset.modality : null;
+    model.querySelectorAll("optgroup").forEach((group) => {
+      const fits = !modality || group.dataset.modality === modality;
+      group.disabled = !fits;
+      group.hidden = !fits;
+    });
+    const current = model.selectedOptions[0];
+    if (!current || current.parentElement.disabled) {
+      const first = model.querySelector("optgroup:not([disabled]) option");
+      if (first) { model.value = first.value; model.dispatchEvent(new Event("change", { bubbles: true })); }
+    }
+  };
+  dataset.addEventListener("change", sync);
+  sync();
+}
+
+function showHtmxErrors() {
+  // An error htmx does not swap in (413 from the upload limit, a 500, a lost connection)
+  // still gets a sentence where the answer would have gone.
+  const show = (event, message) => {
+    const target = event.detail.target;
+    if (!target) return;
+    const div = document.createElement("div");
+    div.className = "error";
+    div.setAttribute("role", "alert");
+    div.textContent = message;
+    target.replaceChildren(div);
+  };
+  document.body.addEventListener("htmx:responseError", (event) => {
+    let detail = "";
+    try { detail = JSON.parse(event.detail.xhr.responseText).detail; } catch (_) { /* HTML */ }
+    show(event, typeof detail === "string" && detail ? detail : `The server answered ${event.detail.xhr.status}; try again.`);
+  });
+  document.body.addEventListener("htmx:sendError", (event) => show(event, "The server did not answer; is it running?"));
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  showHtmxErrors();
+  setupUpload(); setupCharts(); setupOverlay(); setupModelChoice();
+});
 
 // The log tail reads bottom-up like a terminal: keep the newest line in view after each poll.
 function scrollLogs() { document.querySelectorAll("pre.log").forEach((el) => { el.scrollTop = el.scrollHeight; }); }

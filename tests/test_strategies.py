@@ -35,15 +35,15 @@ from tests.test_training_text import (
     synthetic_examples,
     unzip,
 )
+from worker.training.classifier import count_params, resolve_top_k
 from worker.training.evaluation import full_report
 from worker.training.lora import add_lora, merged
 from worker.training.probe import probe_score
 from worker.training.reporting import MemoryReporter
 from worker.training.run import run_training
-from worker.training.spec import STRATEGIES, TrainParams
+from worker.training.spec import STRATEGIES, TextExamples, TrainParams
 from worker.training.strategies import PREPARE, all_layers, head_on_features
-from worker.training.text_data import tokenize_once
-from worker.training.text_model import count_params, load_classifier, resolve_top_k
+from worker.training.text_model import TextClassifier, load_text_model
 
 BERT_BLOCK = [
     "attention.self.query.weight", "attention.self.query.bias",
@@ -78,9 +78,19 @@ def trainable_names(module: torch.nn.Module) -> set[str]:
     return {n for n, p in module.named_parameters() if p.requires_grad}
 
 
-def loaded(model_path: str, spec):
-    tokenizer, model = load_classifier(model_path, LABELS)
-    return model, tokenize_once(tokenizer, spec.examples, spec.params.max_length)
+def loaded(model_path: str, spec) -> TextClassifier:
+    tokenizer, model = load_text_model(model_path, LABELS)
+    return TextClassifier(tokenizer, model, spec.examples, spec.params.max_length)
+
+
+class _NoRows(TextClassifier):
+    def rows(self, *, augment_idx):  # noqa: ANN001, ANN202 - the stage's rows are not used
+        return None
+
+
+def untokenized(model: torch.nn.Module) -> TextClassifier:
+    """A classifier around a bare model, for tests that never use its rows."""
+    return _NoRows(None, model, TextExamples([], None, []), max_length=8)
 
 
 def val_series(reporter: MemoryReporter) -> list[tuple[float, float]]:
@@ -93,7 +103,7 @@ def val_series(reporter: MemoryReporter) -> list[tuple[float, float]]:
 def test_each_strategy_trains_exactly_its_parameters(tmp_path, tiny_bert):
     spec = make_spec(tmp_path, tiny_bert, "transfer_frozen", synthetic_examples(60))
     device, reporter = torch.device("cpu"), MemoryReporter()
-    _, reference = load_classifier(tiny_bert, LABELS)
+    _, reference = load_text_model(tiny_bert, LABELS)
     everything = {n for n, _ in reference.named_parameters()}
     top_block = {f"bert.encoder.layer.1.{name}" for name in BERT_BLOCK}
     expected = {
@@ -103,27 +113,24 @@ def test_each_strategy_trains_exactly_its_parameters(tmp_path, tiny_bert):
         "finetune_lora": LORA_BERT,
     }
     for strategy, names in expected.items():
-        model, tokens = loaded(tiny_bert, spec)
-        stage = PREPARE[strategy](replace(spec, strategy=strategy), model, tokens, device, reporter)
+        clf = loaded(tiny_bert, spec)
+        stage = PREPARE[strategy](replace(spec, strategy=strategy), clf, device, reporter)
         assert trainable_names(stage.trained) == names, strategy
 
     # top_k=2 on two blocks: every block, but still not the embeddings.
-    model, tokens = loaded(tiny_bert, spec)
     top_2 = replace(spec, strategy="transfer_top_k", params=replace(spec.params, top_k=2))
-    stage = PREPARE["transfer_top_k"](top_2, model, tokens, device, reporter)
+    stage = PREPARE["transfer_top_k"](top_2, loaded(tiny_bert, spec), device, reporter)
     embeddings = {n for n in everything if n.startswith("bert.embeddings.")}
     assert len(embeddings) == 5 and trainable_names(stage.trained) == everything - embeddings
     assert stage.info == {"top_k": 2, "blocks": 2}
 
     # lp_ft: transfer_frozen's head first, then everything, on the same model.
-    model, tokens = loaded(tiny_bert, spec)
+    clf = loaded(tiny_bert, spec)
     lp_ft = replace(spec, strategy="lp_ft")
-    assert trainable_names(head_on_features(lp_ft, model, tokens, device, reporter).trained) == (
+    assert trainable_names(head_on_features(lp_ft, clf, device, reporter).trained) == (
         BERT_HEAD_PARAMS
     )
-    assert trainable_names(all_layers(lp_ft, model, tokens, device, reporter).trained) == (
-        everything
-    )
+    assert trainable_names(all_layers(lp_ft, clf, device, reporter).trained) == everything
     assert set(PREPARE) | {"lp_ft"} == set(STRATEGIES)
 
 
@@ -147,13 +154,13 @@ def test_top_k_and_lora_know_distilbert_and_roberta(tmp_path, arch):
     spec = make_spec(tmp_path, "unused", "transfer_top_k", synthetic_examples(30))
     model = tiny_classifier(arch, layers=2)
     block, head = OTHER_TOP_K[arch]
-    no_tokens = lambda: None  # noqa: E731 - the stage's rows are not used here
-    PREPARE["transfer_top_k"](spec, model, no_tokens, torch.device("cpu"), MemoryReporter())
+    PREPARE["transfer_top_k"](spec, untokenized(model), torch.device("cpu"), MemoryReporter())
     names = trainable_names(model)
     assert {n for n in names if not n.startswith(block)} == head
     assert len(names - head) == len([n for n, _ in model.named_parameters() if block in n]) > 0
 
-    peft_model = add_lora(tiny_classifier(arch, layers=2), TrainParams(lora_rank=2))
+    clf = untokenized(tiny_classifier(arch, layers=2))
+    peft_model = add_lora(clf, TrainParams(lora_rank=2), "finetune_lora")
     lora = {n for n in trainable_names(peft_model) if "lora_" in n}
     projections = ("q_lin", "v_lin") if arch == "distilbert" else ("query", "value")
     assert {n.split(".lora_")[0].rsplit(".", 1)[1] for n in lora} == set(projections)
@@ -164,7 +171,7 @@ def test_top_k_default_and_too_many_blocks(tmp_path, tiny_bert):
     assert [resolve_top_k(None, n) for n in (1, 2, 6, 12, 24)] == [1, 1, 2, 4, 8]
     assert resolve_top_k(2, 2) == 2
     spec = make_spec(tmp_path, tiny_bert, "transfer_top_k", synthetic_examples(60), top_k=3)
-    with pytest.raises(ValueError, match="top_k is 3 but the model has only 2 encoder blocks"):
+    with pytest.raises(ValueError, match="top_k is 3 but the model has only 2 blocks"):
         run_training(spec, MemoryReporter())
 
 
@@ -174,9 +181,9 @@ def test_unknown_architecture_is_refused_by_top_k_and_lora(tmp_path):
     )
     spec = make_spec(tmp_path, "unused", "transfer_top_k", synthetic_examples(30))
     with pytest.raises(ValueError, match="transfer_top_k does not know .* 'gpt2'"):
-        PREPARE["transfer_top_k"](spec, gpt2, lambda: None, torch.device("cpu"), MemoryReporter())
+        PREPARE["transfer_top_k"](spec, untokenized(gpt2), torch.device("cpu"), MemoryReporter())
     with pytest.raises(ValueError, match="finetune_lora does not know .* 'gpt2'"):
-        add_lora(gpt2, TrainParams())
+        add_lora(untokenized(gpt2), TrainParams(), "finetune_lora")
 
 
 @pytest.mark.parametrize(
@@ -203,7 +210,8 @@ def test_merged_lora_export_reproduces_the_peft_model(tmp_path):
         hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
         vocab_size=50, max_position_embeddings=40, num_labels=3,
     )  # fmt: skip
-    peft_model = add_lora(BertForSequenceClassification(config), TrainParams(lora_rank=4))
+    model = BertForSequenceClassification(config)
+    peft_model = add_lora(untokenized(model), TrainParams(lora_rank=4), "finetune_lora")
     with torch.no_grad():
         for p in peft_model.parameters():
             if p.requires_grad:
@@ -256,9 +264,10 @@ def test_every_strategy_trains_tests_and_exports_a_plain_checkpoint(tmp_path, ti
     assert json.loads(json.dumps(m)) == m
     assert m["stopped_early"] is False and m["epochs_run"] == epochs + 3 * (strategy == "lp_ft")
     assert m["test_accuracy"] >= 0.6, m
-    model, tokens = loaded(tiny_bert, spec)
+    clf = loaded(tiny_bert, spec)
+    model = clf.model
     if strategy != "lp_ft":  # lp_ft reports its second stage: everything
-        stage = PREPARE[strategy](spec, model, tokens, torch.device("cpu"), MemoryReporter())
+        stage = PREPARE[strategy](spec, clf, torch.device("cpu"), MemoryReporter())
         model = stage.trained
     assert (m["trainable_params"], m["total_params"]) == count_params(model)
     rows = check_validation_predictions(spec, m)

@@ -28,19 +28,14 @@ from transformers import (
 )
 
 from tests.factories import FILLER, LABELS, make_tiny_bert, synthetic_text, tiny_classifier
+from worker.training.classifier import count_params, freeze_all_but
 from worker.training.evaluation import full_report
 from worker.training.feature_cache import cache_key
 from worker.training.reporting import Cancelled, MemoryReporter
 from worker.training.run import run_training
 from worker.training.spec import STRATEGIES, TextExamples, TrainParams, TrainSpec
 from worker.training.text_data import length_grouped_batches, sorted_batches
-from worker.training.text_model import (
-    count_params,
-    first_token_state,
-    freeze_all_but,
-    head_of,
-    load_classifier,
-)
+from worker.training.text_model import first_token_state, head_of, load_text_model
 
 # ---------------------------------------------------------------- helpers (plain functions)
 
@@ -202,11 +197,16 @@ def test_cache_key_changes_with_everything_features_depend_on(tiny_bert):
         "model_id": "tiny-bert",
         "model_path": tiny_bert,
         "dataset_fingerprint": "abc",
-        "max_length": 64,
+        "preprocessing": {"max_length": 64},
     }
     key = cache_key(**base)
     assert key == cache_key(**base)
-    for change in ({"model_id": "other"}, {"dataset_fingerprint": "abd"}, {"max_length": 65}):
+    changes = (
+        {"model_id": "other"},
+        {"dataset_fingerprint": "abd"},
+        {"preprocessing": {"max_length": 65}},
+    )
+    for change in changes:
         assert cache_key(**{**base, **change}) != key
 
 
@@ -224,7 +224,7 @@ def test_transfer_frozen_trains_only_the_head_and_reuses_cached_features(tmp_pat
     assert m["feature_cache_hit"] is False
     assert m["test_accuracy"] >= 0.8, m
     # Only the head trains: the exact parameter names, and the counts reported.
-    _, model = load_classifier(tiny_bert, LABELS)
+    _, model = load_text_model(tiny_bert, LABELS)
     freeze_all_but(model, head_of(model).modules)
     assert {n for n, p in model.named_parameters() if p.requires_grad} == BERT_HEAD_PARAMS
     assert (m["trainable_params"], m["total_params"]) == count_params(model)

@@ -98,18 +98,23 @@ def _train(job: Job, reporter: DatabaseReporter):  # noqa: ANN202 - TrainResult,
 
 
 def _spec(job, data, entry, model_path, strategy, params, device):  # noqa: ANN001, ANN202
-    from worker.training.spec import TextExamples, TrainParams, TrainSpec
+    from worker.training.spec import ImageExamples, TextExamples, TrainParams, TrainSpec
 
     settings = get_settings()
     if params.get("lora_target_modules") is not None:
         params = {**params, "lora_target_modules": tuple(params["lora_target_modules"])}
+    examples = (
+        ImageExamples(root=data.image_root, paths=data.texts, labels=data.labels)
+        if data.image_root is not None
+        else TextExamples(texts=data.texts, text_pairs=data.text_pairs, labels=data.labels)
+    )
     return TrainSpec(
         job_id=job.id,
         model_id=entry.id,
         model_path=model_path,
         strategy=strategy.value,
         label_names=data.label_names,
-        examples=TextExamples(texts=data.texts, text_pairs=data.text_pairs, labels=data.labels),
+        examples=examples,
         train_idx=data.train_idx,
         validation_idx=data.validation_idx,
         test_idx=data.test_idx,
@@ -120,6 +125,7 @@ def _spec(job, data, entry, model_path, strategy, params, device):  # noqa: ANN0
         cache_dir=settings.feature_cache_dir,
         device=device,
         torch_threads=settings.torch_threads,
+        architecture=entry.architecture,
     )
 
 

@@ -6,13 +6,11 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app import catalog
 from app.comparisons.models import Comparison, ComparisonCreate, ComparisonOut, ComparisonRow
 from app.config import Settings
-from app.datasets.models import Dataset
 from app.jobs.models import Job, JobOut, JobStatus
 from app.jobs.params import resolve_params
-from app.jobs.service import DatasetNotFound
+from app.jobs.service import check_model
 from app.queue import enqueue_training
 
 ONE_POINT = 0.01
@@ -21,9 +19,13 @@ ONE_POINT = 0.01
 def create_comparison(
     session: Session, *, payload: ComparisonCreate, settings: Settings
 ) -> Comparison:
-    if session.get(Dataset, payload.dataset_id) is None:
-        raise DatasetNotFound(f"no dataset with id {payload.dataset_id}; upload one first")
-    catalog.resolve(payload.model, settings)
+    check_model(
+        session,
+        settings,
+        dataset_id=payload.dataset_id,
+        model=payload.model,
+        strategies=list(payload.strategies),
+    )
     params = payload.params.model_dump()
     comparison = Comparison(
         dataset_id=payload.dataset_id, model=payload.model, metric=payload.metric, params=params

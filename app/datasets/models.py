@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
@@ -16,27 +17,36 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+class Modality(StrEnum):
+    text = "text"
+    image = "image"
+
+
 class Dataset(Base):
     __tablename__ = "datasets"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    format: Mapped[str] = mapped_column(String(16))
+    modality: Mapped[Modality] = mapped_column(String(16), default=Modality.text)
+    format: Mapped[str] = mapped_column(String(16))  # csv, tsv, jsonl, parquet; zip (images)
     # Stored file names per part ("train", optionally "validation" and "test"), relative to
-    # the dataset's own folder. Requests never carry paths; these are the only ones used.
+    # the dataset's own folder: a table file, or for images a folder of class folders (listed
+    # in images.json). Requests never carry paths; these are the only ones used.
     files: Mapped[dict[str, str]] = mapped_column(JSON)
     original_filename: Mapped[str] = mapped_column(String(300))
     size_bytes: Mapped[int] = mapped_column(Integer)
     # sha256 of the stored files: with the column choice it keys the feature cache.
     content_hash: Mapped[str] = mapped_column(String(64))
+    # Images have no columns: their "columns" are the image path and its class folder.
     columns: Mapped[list[str]] = mapped_column(JSON)
     text_column: Mapped[str] = mapped_column(String(200))
     text_pair_column: Mapped[str | None] = mapped_column(String(200), nullable=True)
     label_column: Mapped[str] = mapped_column(String(200))
     num_rows: Mapped[int] = mapped_column(Integer)
     label_names: Mapped[list[str]] = mapped_column(JSON)
-    # validation.Report.to_dict() for the current column choice, plus per-part row counts.
+    # validation.Report.to_dict() for the current column choice, plus per-part row counts;
+    # for images images.image_report(), with image sizes and skipped files.
     report: Mapped[dict[str, Any]] = mapped_column(JSON)
     preview: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
 
@@ -52,6 +62,7 @@ class DatasetOut(BaseModel):
     id: int
     name: str
     created_at: datetime
+    modality: Modality
     format: str
     original_filename: str
     size_bytes: int

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -16,24 +16,14 @@ from sqlalchemy.orm import Session
 
 from app.config import Settings
 from app.datasets.columns import ColumnChoice, resolve_columns
-from app.datasets.models import Dataset
-from app.datasets.parsing import DatasetFormat, Table, detect_format, read_table
+from app.datasets.image_datasets import create_image_dataset, is_image_archive
+from app.datasets.models import Dataset, Modality
+from app.datasets.parsing import DatasetFormat, ParseError, Table, detect_format, read_table
 from app.datasets.uploads import StoredUpload
-from app.datasets.validation import Issue, Report, validate
+from app.datasets.validation import DatasetInvalid, Issue, Report, validate
 
 PREVIEW_ROWS = 20
 PREVIEW_CHARS = 300
-
-
-@dataclass
-class DatasetInvalid(ValueError):
-    """The upload parsed but cannot be trained on; ``errors`` say why."""
-
-    errors: list[Issue]
-    report: dict[str, Any] = field(default_factory=dict)
-
-    def __str__(self) -> str:
-        return "; ".join(e.message for e in self.errors)
 
 
 @dataclass
@@ -109,8 +99,19 @@ def create_dataset(
     label_column: str | None = None,
     text_pair_column: str | None = None,
 ) -> Dataset:
-    """Parse, validate and keep an upload. Raises ParseError or DatasetInvalid; the caller
-    removes the temporary files either way."""
+    """Parse, validate and keep an upload: a table of texts, or a ZIP of image class
+    folders (image_datasets.py). Raises ParseError, ArchiveError or DatasetInvalid; the
+    caller removes the temporary files either way."""
+    zips = [is_image_archive(u) for u in (train, validation, test) if u is not None]
+    if zips[0]:
+        if not all(zips):
+            raise ParseError(
+                "the training file is a ZIP of images but a validation or test file is not; "
+                "upload class-folder ZIPs for every part"
+            )
+        return create_image_dataset(
+            session, settings=settings, name=name, train=train, validation=validation, test=test
+        )
     parts = [_read_part("train", train)]
     if validation is not None:
         parts.append(_read_part("validation", validation))
@@ -173,6 +174,8 @@ def change_columns(
     text_pair: str | None,
 ) -> Dataset:
     """Re-validate with another column choice; the old choice stays if the new one fails."""
+    if dataset.modality == Modality.image:
+        raise ParseError("an image dataset has no columns to choose: its folders are its classes")
     tables = read_parts(dataset, settings)
     choice = resolve_columns(tables["train"], text=text, label=label, text_pair=text_pair)
     report, summary = _check(tables, choice)

@@ -7,10 +7,12 @@ comparison (same dataset, same seed) sees exactly the same train/validation/test
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from app.config import Settings
 from app.datasets.columns import ColumnChoice
-from app.datasets.models import Dataset
+from app.datasets.image_datasets import read_manifest
+from app.datasets.models import Dataset, Modality
 from app.datasets.service import read_parts
 from app.datasets.splitting import stratified_split
 from app.datasets.validation import extract_examples
@@ -21,6 +23,7 @@ TEST_FRACTION = 0.1
 
 @dataclass
 class TrainingData:
+    # Text datasets: the texts. Image datasets: image paths relative to `image_root`.
     texts: list[str]
     text_pairs: list[str] | None
     labels: list[int]
@@ -28,14 +31,42 @@ class TrainingData:
     train_idx: list[int]
     validation_idx: list[int]
     test_idx: list[int]
+    image_root: Path | None = None  # the dataset's folder, for image datasets
 
 
-def load_training_data(dataset: Dataset, settings: Settings, *, seed: int) -> TrainingData:
+@dataclass
+class _Part:
+    inputs: list[str]
+    pairs: list[str] | None
+    labels: list[str]
+
+
+def _text_parts(dataset: Dataset, settings: Settings) -> dict[str, _Part]:
     choice = ColumnChoice(
         text=dataset.text_column, label=dataset.label_column, text_pair=dataset.text_pair_column
     )
-    tables = read_parts(dataset, settings)
-    parts = {name: extract_examples(table, choice) for name, table in tables.items()}
+    parts = {}
+    for name, table in read_parts(dataset, settings).items():
+        examples = extract_examples(table, choice)
+        parts[name] = _Part(examples.texts, examples.text_pairs, examples.labels)
+    return parts
+
+
+def _image_parts(dataset: Dataset, settings: Settings) -> dict[str, _Part]:
+    manifest = read_manifest(dataset_folder(dataset, settings))
+    return {
+        name: _Part([image.path for image in images], None, [image.label for image in images])
+        for name, images in manifest.items()
+    }
+
+
+def dataset_folder(dataset: Dataset, settings: Settings) -> Path:
+    return settings.datasets_dir / str(dataset.id)
+
+
+def load_training_data(dataset: Dataset, settings: Settings, *, seed: int) -> TrainingData:
+    image = dataset.modality == Modality.image
+    parts = _image_parts(dataset, settings) if image else _text_parts(dataset, settings)
     train = parts["train"]
     split = stratified_split(
         train.labels,
@@ -49,24 +80,25 @@ def load_training_data(dataset: Dataset, settings: Settings, *, seed: int) -> Tr
         list(split.test),
     )
 
-    texts, pairs, labels = list(train.texts), list(train.text_pairs or []), list(train.labels)
+    inputs, pairs, labels = list(train.inputs), list(train.pairs or []), list(train.labels)
     # Separate files are appended after the training rows; their indices follow on.
     for name, target in (("validation", validation_idx), ("test", test_idx)):
         if name in parts:
-            start = len(texts)
-            texts += parts[name].texts
-            pairs += parts[name].text_pairs or []
+            start = len(inputs)
+            inputs += parts[name].inputs
+            pairs += parts[name].pairs or []
             labels += parts[name].labels
-            target.extend(range(start, len(texts)))
+            target.extend(range(start, len(inputs)))
 
     label_names = list(dataset.label_names)
     ids = {name: i for i, name in enumerate(label_names)}
     return TrainingData(
-        texts=texts,
-        text_pairs=pairs if choice.text_pair else None,
+        texts=inputs,
+        text_pairs=pairs if train.pairs is not None else None,
         labels=[ids[label] for label in labels],
         label_names=label_names,
         train_idx=train_idx,
         validation_idx=validation_idx,
         test_idx=test_idx,
+        image_root=dataset_folder(dataset, settings) if image else None,
     )

@@ -56,6 +56,17 @@ class Report:
 
 
 @dataclass
+class DatasetInvalid(ValueError):
+    """The upload parsed but cannot be trained on; ``errors`` say why."""
+
+    errors: list[Issue]
+    report: dict[str, Any] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        return "; ".join(e.message for e in self.errors)
+
+
+@dataclass
 class Examples:
     texts: list[str]
     text_pairs: list[str] | None

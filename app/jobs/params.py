@@ -36,6 +36,12 @@ class JobParams(BaseModel):
         None, max_length=16, description="Module names to adapt; default per architecture"
     )
     probe_epochs: int = Field(10, ge=1, le=200, description="lp_ft: linear-probe epochs")
+    augment: bool | None = Field(
+        None,
+        description="Images: random resized crops and flips of training images. Default: on "
+        "where the backbone trains, off for frozen features (each augmented image would need "
+        "a fresh backbone pass, defeating the feature cache)",
+    )
 
 
 def resolve_params(params: dict[str, Any], strategy: Strategy) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app import catalog
+from app.catalog import UnknownModel
 from app.config import Settings
 from app.datasets.models import Dataset
 from app.jobs.models import Job, JobCreate, JobLog, JobStatus, MetricPoint
@@ -34,10 +35,28 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+def check_model(
+    session: Session, settings: Settings, *, dataset_id: int, model: str, strategies: list[Strategy]
+) -> catalog.ModelEntry:
+    """The dataset exists, the model reads what it holds, and can run these strategies;
+    raises DatasetNotFound or UnknownModel (with the choices) otherwise."""
+    dataset = session.get(Dataset, dataset_id)
+    if dataset is None:
+        raise DatasetNotFound(f"no dataset with id {dataset_id}; upload one first")
+    entry = catalog.resolve(model, settings, modality=dataset.modality)
+    if entry.lora_unavailable and Strategy.finetune_lora in strategies:
+        raise UnknownModel(f"finetune_lora cannot adapt {model}: {entry.lora_unavailable}")
+    return entry
+
+
 def create_job(session: Session, *, payload: JobCreate, settings: Settings) -> Job:
-    if session.get(Dataset, payload.dataset_id) is None:
-        raise DatasetNotFound(f"no dataset with id {payload.dataset_id}; upload one first")
-    catalog.resolve(payload.model, settings)  # raises UnknownModel with the choices
+    check_model(
+        session,
+        settings,
+        dataset_id=payload.dataset_id,
+        model=payload.model,
+        strategies=[payload.strategy],
+    )
     job = Job(
         dataset_id=payload.dataset_id,
         model=payload.model,

@@ -10,8 +10,9 @@ from fastapi.responses import FileResponse
 from app import catalog
 from app.comparisons import service as comparisons
 from app.comparisons.models import ComparisonCreate, ComparisonOut
+from app.datasets import image_datasets
 from app.datasets import service as datasets
-from app.datasets.models import ColumnsUpdate, DatasetOut
+from app.datasets.models import ColumnsUpdate, DatasetOut, Modality
 from app.datasets.uploads import StoredUpload, store_upload
 from app.jobs import artifacts, overfitting
 from app.jobs import service as jobs
@@ -23,13 +24,18 @@ from app.web.exports import export_response
 router = APIRouter(prefix="/api/v1", tags=["api"])
 
 OptionalForm = Annotated[str | None, Form()]
+# A dataset's stored images never change, so browsers may keep their thumbnails.
+IMMUTABLE = {"Cache-Control": "private, max-age=86400, immutable"}
 
 
 @router.post("/datasets", status_code=201, response_model=DatasetOut)
 def upload_dataset(
     session: SessionDep,
     settings: SettingsDep,
-    file: Annotated[UploadFile, File(description="CSV, TSV, JSONL or Parquet")],
+    file: Annotated[
+        UploadFile,
+        File(description="CSV, TSV, JSONL or Parquet; or a ZIP of image class folders"),
+    ],
     validation_file: Annotated[UploadFile | None, File()] = None,
     test_file: Annotated[UploadFile | None, File()] = None,
     name: OptionalForm = None,
@@ -74,6 +80,19 @@ def list_datasets(session: SessionDep) -> list[DatasetOut]:
 @router.get("/datasets/{dataset_id}", response_model=DatasetOut)
 def get_dataset(dataset: DatasetDep) -> DatasetOut:
     return DatasetOut.model_validate(dataset)
+
+
+@router.get("/datasets/{dataset_id}/images/{number}/thumbnail", response_class=FileResponse)
+def image_thumbnail(dataset: DatasetDep, number: int, settings: SettingsDep) -> FileResponse:
+    """A small WebP of image `number` (its place in the dataset's manifest)."""
+    path = (
+        image_datasets.thumbnail(settings.datasets_dir / str(dataset.id), number)
+        if dataset.modality == Modality.image
+        else None
+    )
+    if path is None:
+        raise HTTPException(404, "no such image in this dataset")
+    return FileResponse(path, media_type="image/webp", headers=IMMUTABLE)
 
 
 @router.put("/datasets/{dataset_id}/columns", response_model=DatasetOut)

@@ -9,7 +9,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from app.datasets import service as datasets
 from app.datasets.parsing import ParseError
-from app.datasets.service import DatasetInvalid
+from app.datasets.validation import DatasetInvalid
 from app.web.deps import DatasetDep, SessionDep, SettingsDep
 from app.web.templating import render
 

@@ -12,6 +12,7 @@ from app.config import Settings, get_settings
 from app.datasets.models import Dataset
 from app.db import session_scope
 from app.jobs.models import Job
+from app.predictions.models import Prediction
 
 SessionDep = Annotated[Session, Depends(session_scope)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
@@ -43,7 +44,12 @@ def _comparison(comparison_id: int, session: SessionDep) -> Comparison:
     return _found(session, Comparison, comparison_id)
 
 
+def _prediction(prediction_id: int, session: SessionDep) -> Prediction:
+    return _found(session, Prediction, prediction_id)
+
+
 DatasetDep = Annotated[Dataset, Depends(_dataset)]
 QueryDatasetDep = Annotated[Dataset, Depends(_query_dataset)]
 JobDep = Annotated[Job, Depends(_job)]
 ComparisonDep = Annotated[Comparison, Depends(_comparison)]
+PredictionDep = Annotated[Prediction, Depends(_prediction)]

@@ -6,20 +6,24 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from app.catalog import UnknownModel
+from app.datasets.archives import ArchiveError
 from app.datasets.parsing import ParseError
-from app.datasets.service import DatasetInvalid
 from app.datasets.uploads import UploadTooLarge
+from app.datasets.validation import DatasetInvalid
 from app.jobs.service import DatasetNotFound, JobConflict
+from app.predictions.service import PredictionRefused
 
 
 def error_body(exc: Exception) -> tuple[int, dict[str, object]]:
     if isinstance(exc, ParseError):
         return 422, {"detail": str(exc), "line": exc.line, "column": exc.column}
+    if isinstance(exc, ArchiveError):
+        return 422, {"detail": str(exc), "member": exc.member}
     if isinstance(exc, DatasetInvalid):
         return 422, {"detail": str(exc), "errors": [e.__dict__ for e in exc.errors]}
     if isinstance(exc, UploadTooLarge):
         return 413, {"detail": str(exc)}
-    if isinstance(exc, UnknownModel | DatasetNotFound):
+    if isinstance(exc, UnknownModel | DatasetNotFound | PredictionRefused):
         return 422, {"detail": str(exc)}
     if isinstance(exc, JobConflict):
         return 409, {"detail": str(exc)}
@@ -28,11 +32,13 @@ def error_body(exc: Exception) -> tuple[int, dict[str, object]]:
 
 DOMAIN_ERRORS = (
     ParseError,
+    ArchiveError,
     DatasetInvalid,
     UploadTooLarge,
     UnknownModel,
     DatasetNotFound,
     JobConflict,
+    PredictionRefused,
 )
 
 

@@ -38,6 +38,7 @@ PARAM_FIELDS = (
     "lora_rank",
     "lora_alpha",
     "probe_epochs",
+    "augment",
 )
 
 
@@ -74,13 +75,17 @@ def recommendation(
 ) -> Response:
     """The form's "Auto would pick …" line, refreshed as the choices change."""
     dataset = datasets.get_dataset(session, dataset_id)
-    choice = None
+    choice, note = None, None
     if dataset is not None and device in Device.__members__:
         try:
-            choice = recommend_for(dataset, catalog.resolve(model, settings), Device(device))
-        except catalog.UnknownModel:
-            choice = None
-    return render(request, "jobs/new.html", {"choice": choice}, block="recommendation")
+            entry = catalog.resolve(model, settings, modality=dataset.modality)
+            choice = recommend_for(dataset, entry, Device(device))
+            if entry.lora_unavailable:
+                note = f"LoRA is not available for {entry.title}: {entry.lora_unavailable}."
+        except catalog.UnknownModel as exc:
+            note = str(exc) if model else None
+    context = {"choice": choice, "model_note": note}
+    return render(request, "jobs/new.html", context, block="recommendation")
 
 
 def _payload(values: dict[str, str], choice: dict[str, Any]) -> dict[str, Any]:

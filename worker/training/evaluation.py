@@ -15,11 +15,10 @@ from sklearn.metrics import (
 )
 
 from worker.training.reporting import Cancelled, Reporter
-from worker.training.spec import TextExamples
+from worker.training.spec import Examples
 from worker.training.text_data import BatchSource, sorted_batches, to_device
 
 Forward = Callable[[dict[str, torch.Tensor]], torch.Tensor]
-PREVIEW_CHARS = 500  # of each text in validation_predictions.json: enough to judge a mistake
 
 
 @torch.inference_mode()
@@ -95,7 +94,7 @@ def full_report(logits: np.ndarray, labels: np.ndarray, label_names: list[str]) 
 
 
 def validation_predictions(
-    logits: np.ndarray, idx: list[int], examples: TextExamples, label_names: list[str]
+    logits: np.ndarray, idx: list[int], examples: Examples, label_names: list[str]
 ) -> list[dict]:
     """One row per validation example, for the job page: a cell of the validation confusion
     matrix opens the examples behind it. `index` is the row in the dataset (examples)."""
@@ -103,14 +102,13 @@ def validation_predictions(
     rows = []
     for position, row in enumerate(idx):
         predicted = int(probabilities[position].argmax())
-        entry = {
-            "index": int(row),
-            "text": examples.texts[row][:PREVIEW_CHARS],
-            "true": label_names[examples.labels[row]],
-            "predicted": label_names[predicted],
-            "confidence": round(float(probabilities[position, predicted]), 6),
-        }
-        if examples.text_pairs is not None:
-            entry["text_pair"] = examples.text_pairs[row][:PREVIEW_CHARS]
-        rows.append(entry)
+        rows.append(
+            {
+                "index": int(row),
+                **examples.describe(row),
+                "true": label_names[examples.labels[row]],
+                "predicted": label_names[predicted],
+                "confidence": round(float(probabilities[position, predicted]), 6),
+            }
+        )
     return rows

@@ -1,8 +1,11 @@
-"""Publish a trained model as a ZIP that loads in one line with transformers.
+"""Publish a trained model as a ZIP that loads without Tuneboard.
 
 Layout of `export.zip` (and of the `export/` folder it is made from):
-    model/              save_pretrained weights (safetensors), config with the label names,
-                        tokenizer files, training_args.json (the settings that made them)
+    model/              the weights (safetensors) and config with the label names, as the
+                        classifier saves them: a transformers save_pretrained folder with
+                        its tokenizer or image processor, or for the packaged CNNs
+                        model.safetensors + config.json + modeling.py (plain PyTorch);
+                        training_args.json (the settings that made them)
     README.md           model card: data, strategy, settings, metrics, how to load it
     metrics.json
 The ZIP is written under a temporary name and renamed, so `export.zip` exists only complete.
@@ -19,8 +22,9 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from transformers import PreTrainedModel
+from torch import nn
 
+from worker.training.classifier import Classifier
 from worker.training.spec import LP_FT, PROBE_LEARNING_RATE, TrainSpec
 
 # Weights barely compress; deflating them would only cost time.
@@ -60,7 +64,7 @@ def training_args(spec: TrainSpec, learning_rate: float) -> dict[str, Any]:
     }
 
 
-def model_card(spec: TrainSpec, args: dict[str, Any], metrics: dict[str, Any]) -> str:
+def model_card(spec: TrainSpec, args: dict[str, Any], metrics: dict[str, Any], snippet: str) -> str:
     score_rows = [
         ("test accuracy", metrics["test_accuracy"]),
         ("test macro-F1", metrics["test_macro_f1"]),
@@ -83,10 +87,10 @@ Labels: {", ".join(spec.label_names)}
 
 ## Load it
 
+From the folder this card is in:
+
 ```python
-from transformers import AutoModelForSequenceClassification, pipeline
-model = AutoModelForSequenceClassification.from_pretrained("model")
-classify = pipeline("text-classification", model="model")
+{snippet}
 ```
 
 ## Metrics
@@ -112,8 +116,8 @@ The same settings are in `model/training_args.json`; all metrics are in `metrics
 
 def export_model(
     spec: TrainSpec,
-    model: PreTrainedModel,
-    tokenizer: Any,
+    clf: Classifier,
+    model: nn.Module,
     *,
     metrics: dict[str, Any],
     learning_rate: float,
@@ -123,11 +127,10 @@ def export_model(
     if folder.exists():  # left by an earlier, interrupted attempt
         shutil.rmtree(folder)
     model_dir = folder / "model"
-    model.save_pretrained(model_dir)  # safetensors; config carries id2label / label2id
-    tokenizer.save_pretrained(model_dir)
+    clf.save(model, model_dir)
     args = training_args(spec, learning_rate)
     (model_dir / "training_args.json").write_text(json.dumps(args, indent=2) + "\n")
-    (folder / "README.md").write_text(model_card(spec, args, metrics))
+    (folder / "README.md").write_text(model_card(spec, args, metrics, clf.loading_snippet()))
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
 
     published = spec.output_dir / "export.zip"

@@ -15,25 +15,27 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import PreTrainedModel
 
+from worker.training.classifier import Classifier
 from worker.training.reporting import Cancelled, Reporter
-from worker.training.text_data import TokenizedTexts, Tokens, sorted_batches, to_device
-from worker.training.text_model import first_token_state
+from worker.training.text_data import BatchSource, sorted_batches, to_device
 
-FEATURE_VERSION = "cls-v1"  # bump when what a feature *is* changes
+FEATURE_VERSION = "v2"  # bump when what a feature *is* changes
 SMALL_FILE_BYTES = 8 * 1024 * 1024  # config and tokenizer files: hashed; weights: size + mtime
 
 
 def model_identity(model_path: str) -> list[list[str]]:
-    """What distinguishes one model folder's contents from another, cheaply: the small
-    files (config, tokenizer) by content hash, the big weight files by size and mtime."""
+    """What distinguishes one model folder's contents (or one checkpoint file) from another,
+    cheaply: small files (config, tokenizer) by content hash, big weight files by size and
+    mtime."""
+    location = Path(model_path)
     identity = []
-    for path in sorted(Path(model_path).iterdir()):
+    for path in sorted(location.iterdir()) if location.is_dir() else [location]:
         if not path.is_file():
             continue
         stat = path.stat()
@@ -44,8 +46,18 @@ def model_identity(model_path: str) -> list[list[str]]:
     return identity
 
 
-def cache_key(*, model_id: str, model_path: str, dataset_fingerprint: str, max_length: int) -> str:
-    parts = [model_id, model_identity(model_path), dataset_fingerprint, max_length, FEATURE_VERSION]
+def cache_key(
+    *, model_id: str, model_path: str, dataset_fingerprint: str, preprocessing: Any
+) -> str:
+    """`preprocessing`: what else the features depend on (max length, image size and
+    normalisation); Classifier.feature_identity gives it."""
+    parts = [
+        model_id,
+        model_identity(model_path),
+        dataset_fingerprint,
+        preprocessing,
+        FEATURE_VERSION,
+    ]
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
@@ -74,32 +86,31 @@ def save_features(path: Path, features: torch.Tensor, metadata: dict[str, str]) 
 
 @torch.inference_mode()
 def compute_features(
-    model: PreTrainedModel,
-    tokens: TokenizedTexts,
+    clf: Classifier,
+    source: BatchSource,
     *,
     batch_size: int,
     device: torch.device,
     reporter: Reporter,
 ) -> torch.Tensor:
     """One forward pass of the backbone over every row, longest batches first."""
-    model.eval()
-    rows = len(tokens.lengths)
-    features = torch.empty(rows, int(model.config.hidden_size), dtype=torch.float32)
-    batches = sorted_batches(tokens.lengths, np.arange(rows), batch_size)
+    clf.model.eval()
+    rows = len(source.lengths)
+    features = torch.empty(rows, clf.feature_width, dtype=torch.float32)
+    batches = sorted_batches(source.lengths, np.arange(rows), batch_size)
     for i, idx in enumerate(batches):
         if reporter.should_stop():
             raise Cancelled("cancelled while computing features")
-        inputs = to_device(tokens.batch(idx), device)
+        inputs = to_device(source.batch(idx), device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            state = first_token_state(model, inputs)
+            state = clf.features(inputs)
         features[torch.from_numpy(idx)] = state.float().cpu()
         reporter.progress(step=i + 1, total_steps=len(batches), phase="features")
     return features
 
 
 def cached_features(
-    model: PreTrainedModel,
-    tokens: Tokens,
+    clf: Classifier,
     *,
     rows: int,
     key: str,
@@ -109,16 +120,18 @@ def cached_features(
     reporter: Reporter,
 ) -> tuple[torch.Tensor, bool, float]:
     """(features for every row, whether they came from the cache, seconds spent). On a hit
-    the rows are never tokenised."""
+    the rows are never read (tokenised, decoded)."""
     started = time.perf_counter()
     path = Path(cache_dir) / f"{key}.safetensors"
-    features = load_features(path, rows, int(model.config.hidden_size))
+    features = load_features(path, rows, clf.feature_width)
     if features is not None:
         reporter.log(f"features: cache hit {path.name[:12]}…, forward pass skipped")
         return features, True, time.perf_counter() - started
     reporter.log(f"features: computing for {rows} rows (cache miss)")
+    # Features are what the frozen backbone sees: never augmented.
+    source = clf.rows(augment_idx=frozenset())
     features = compute_features(
-        model, tokens(), batch_size=batch_size, device=device, reporter=reporter
+        clf, source, batch_size=batch_size, device=device, reporter=reporter
     )
     save_features(path, features, {"key": key, "version": FEATURE_VERSION})
     return features, False, time.perf_counter() - started

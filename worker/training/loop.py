@@ -63,6 +63,9 @@ def fit(
     started = time.perf_counter()
     cuda = device.type == "cuda"
     trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    # What the best epoch is restored from: the trained parameters, and the buffers, which
+    # batch norms in train mode update (running statistics) — small next to the weights.
+    kept = trainable + list(model.named_buffers())
 
     # AdamW with the usual transformer recipe: no weight decay on biases and norm weights.
     decay = [p for _, p in trainable if p.ndim >= 2]
@@ -101,12 +104,13 @@ def fit(
             after.best_validation,
             after.best_logits,
         )
-        best_state = _snapshot(trainable)
+        best_state = _snapshot(kept)
     step, train_examples, train_seconds = 0, 0, 0.0
     epochs_without_gain, stopped_early, last_epoch = 0, False, first_epoch
 
     for epoch in range(first_epoch, first_epoch + params.epochs):
         model.train()
+        _freeze_norm_statistics(model)
         epoch_started = time.perf_counter()
         window_loss, window_steps = torch.zeros((), device=device), 0
         batches = length_grouped_batches(
@@ -164,7 +168,7 @@ def fit(
         )
         if scores["macro_f1"] > best_validation["macro_f1"]:
             best_epoch, best_validation, best_logits = epoch + 1, scores, val_logits
-            best_state = _snapshot(trainable)
+            best_state = _snapshot(kept)
             epochs_without_gain = 0
         else:
             epochs_without_gain += 1
@@ -178,11 +182,11 @@ def fit(
                 )
             break
 
-    # Only what trained can differ from the loaded model, so only that is put back.
+    # Only what trained (and the buffers) can differ from the loaded model; that is put back.
     assert best_state is not None
     with torch.no_grad():
-        for name, p in trainable:
-            p.copy_(best_state[name])
+        for name, t in kept:
+            t.copy_(best_state[name])
     return FitOutcome(
         best_epoch=best_epoch,
         best_validation=best_validation,
@@ -196,8 +200,19 @@ def fit(
     )
 
 
-def _snapshot(trainable: list[tuple[str, nn.Parameter]]) -> dict[str, torch.Tensor]:
-    return {name: p.detach().to("cpu", copy=True) for name, p in trainable}
+def _freeze_norm_statistics(model: nn.Module) -> None:
+    """Batch norms whose weights do not train stay in eval mode: in train mode they would
+    normalise by each batch and drift their running statistics, so a "frozen" lower CNN
+    would change under top-k or LoRA training, and a small batch would make it noisy."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and not any(
+            p.requires_grad for p in module.parameters(recurse=False)
+        ):
+            module.eval()
+
+
+def _snapshot(tensors: list[tuple[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    return {name: t.detach().to("cpu", copy=True) for name, t in tensors}
 
 
 def _report_train_loss(

@@ -12,13 +12,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from worker.training.classifier import load_classifier
 from worker.training.loop import fit
 from worker.training.reporting import Reporter
 from worker.training.run import resolve_device, seed_everything
 from worker.training.spec import PROBE_LEARNING_RATE, TRANSFER_FROZEN, TrainSpec
 from worker.training.strategies import head_on_features
-from worker.training.text_data import tokenize_once
-from worker.training.text_model import load_classifier
 
 
 @dataclass
@@ -54,10 +53,8 @@ def probe_score(spec: TrainSpec, reporter: Reporter, *, epochs: int = 10) -> flo
     reporter = _WithoutMetrics(reporter)
     device = resolve_device(spec.device)
     seed_everything(spec.params.seed)
-    tokenizer, model = load_classifier(spec.model_path, spec.label_names)
-    model.to(device)  # type: ignore[arg-type]  # transformers wraps .to; mypy loses the signature
-    tokens = tokenize_once(tokenizer, spec.examples, spec.params.max_length)
-    stage = head_on_features(spec, model, tokens, device, reporter)
+    clf = load_classifier(spec, device)
+    stage = head_on_features(spec, clf, device, reporter)
     outcome = fit(
         stage.trained,
         stage.forward,

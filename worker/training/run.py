@@ -1,9 +1,11 @@
-"""run_training: one text-classification job from spec to published export.
+"""run_training: one classification job (text or images) from spec to published export.
 
-load model and tokenizer → tokenise every row once → the strategy's stage (strategies.py):
+load the classifier (classifier.py: model + how rows become inputs) → the strategy's stage
+(strategies.py):
   transfer_frozen: backbone features (cached on disk) → train the model's own head on them
-  transfer_top_k:  train the top k encoder blocks + head on length-grouped token batches
-  finetune_full:   train every parameter on length-grouped, dynamically padded batches
+  transfer_top_k:  train the top k blocks + head
+  finetune_full:   train every parameter (text: length-grouped, dynamically padded batches;
+                   images: random resized crops and flips unless turned off)
   finetune_lora:   train LoRA adapters + head; the export has the adapters merged in
   lp_ft:           transfer_frozen's head stage, then every parameter from that head
 → keep the best validation epoch → validation predictions → test → export.zip
@@ -21,14 +23,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from worker.training.classifier import count_params, load_classifier
 from worker.training.evaluation import full_report, predict_logits, validation_predictions
 from worker.training.export import export_model, write_json
 from worker.training.loop import FitOutcome, fit
 from worker.training.reporting import Reporter
 from worker.training.spec import LP_FT, PROBE_LEARNING_RATE, TRANSFER_FROZEN, TrainParams, TrainSpec
 from worker.training.strategies import PREPARE, Stage, all_layers, head_on_features
-from worker.training.text_data import tokenize_once
-from worker.training.text_model import count_params, load_classifier
 
 
 @dataclass
@@ -54,9 +55,7 @@ def run_training(spec: TrainSpec, reporter: Reporter) -> TrainResult:
     labels = np.asarray(spec.examples.labels, dtype=np.int64)
     reporter.log(f"job {spec.job_id}: {spec.strategy} on {spec.model_id}, device {device}")
 
-    tokenizer, model = load_classifier(spec.model_path, spec.label_names)
-    model.to(device)  # type: ignore[arg-type]  # transformers wraps .to; mypy loses the signature
-    tokens = tokenize_once(tokenizer, spec.examples, params.max_length)
+    clf = load_classifier(spec, device)
 
     def train(stage: Stage, stage_params: TrainParams, rate: float, **more: Any) -> FitOutcome:
         return fit(
@@ -79,7 +78,7 @@ def run_training(spec: TrainSpec, reporter: Reporter) -> TrainResult:
         # from a trained head, so its first updates do not wreck the pretrained features.
         # The probe always runs its epochs: they cost next to nothing.
         reporter.log(f"stage 1/2: linear probe on frozen features, {params.probe_epochs} epochs")
-        head = head_on_features(spec, model, tokens, device, reporter)
+        head = head_on_features(spec, clf, device, reporter)
         probe_params = replace(params, epochs=params.probe_epochs, patience=None)
         probe = train(
             head, probe_params, PROBE_LEARNING_RATE, epochs_after=params.epochs, phase="probe"
@@ -87,7 +86,7 @@ def run_training(spec: TrainSpec, reporter: Reporter) -> TrainResult:
         reporter.log(
             f"stage 2/2: fine-tuning every layer from the trained head, {params.epochs} epochs"
         )
-        stage = all_layers(spec, model, tokens, device, reporter)
+        stage = all_layers(spec, clf, device, reporter)
         stage.info.update(
             head.info,
             probe_epochs_run=probe.epochs_run,
@@ -95,7 +94,7 @@ def run_training(spec: TrainSpec, reporter: Reporter) -> TrainResult:
             probe_seconds=round(probe.seconds, 3),
         )
     else:
-        stage = PREPARE[spec.strategy](spec, model, tokens, device, reporter)
+        stage = PREPARE[spec.strategy](spec, clf, device, reporter)
 
     trainable_params, total_params = count_params(stage.trained)
     reporter.log(f"training {trainable_params:,} of {total_params:,} parameters")
@@ -156,7 +155,7 @@ def run_training(spec: TrainSpec, reporter: Reporter) -> TrainResult:
     metrics["peak_memory_bytes"] = peak_memory_bytes(device)
     metrics["wall_seconds"] = round(time.perf_counter() - started, 3)
     export_path = export_model(
-        spec, stage.exported(), tokenizer, metrics=metrics, learning_rate=learning_rate
+        spec, clf, stage.exported(), metrics=metrics, learning_rate=learning_rate
     )
     reporter.progress(step=1, total_steps=1, phase="exporting")
     return TrainResult(metrics=metrics, export_path=export_path)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+PREVIEW_CHARS = 500  # of each text in validation_predictions.json: enough to judge a mistake
+
 TRANSFER_FROZEN = "transfer_frozen"  # a new head on cached backbone features
 TRANSFER_TOP_K = "transfer_top_k"  # the top k encoder blocks + head; the rest frozen
 FINETUNE_FULL = "finetune_full"  # every parameter
@@ -37,6 +39,32 @@ class TextExamples:
     text_pairs: list[str] | None
     labels: list[int]  # ids into TrainSpec.label_names
 
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def describe(self, row: int) -> dict[str, str]:
+        """What the job page shows of one row next to a wrong prediction."""
+        shown = {"text": self.texts[row][:PREVIEW_CHARS]}
+        if self.text_pairs is not None:
+            shown["text_pair"] = self.text_pairs[row][:PREVIEW_CHARS]
+        return shown
+
+
+@dataclass(frozen=True)
+class ImageExamples:
+    root: Path  # the dataset's folder; paths are relative to it
+    paths: list[str]
+    labels: list[int]  # ids into TrainSpec.label_names
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def describe(self, row: int) -> dict[str, str]:
+        return {"text": self.paths[row]}
+
+
+Examples = TextExamples | ImageExamples
+
 
 @dataclass(frozen=True)
 class TrainParams:
@@ -57,6 +85,10 @@ class TrainParams:
     # None: the architecture's attention query/value projections (text_model.LAYOUTS)
     lora_target_modules: tuple[str, ...] | None = None
     probe_epochs: int = 10  # lp_ft: epochs of the linear-probe stage
+    # Images: random resized crops and flips of the training rows. None: on wherever the
+    # backbone trains, off for a head on cached features (a fresh crop every epoch would need
+    # a fresh forward pass, which is what the cache exists to avoid).
+    augment: bool | None = None
 
     def __post_init__(self) -> None:
         # Params arrive from JSON, where a tuple comes back as a list.
@@ -73,10 +105,12 @@ class TrainParams:
 class TrainSpec:
     job_id: int
     model_id: str  # catalogue id, e.g. "minilm-l6": part of the feature-cache key and model card
-    model_path: str  # local Hugging Face model folder (config.json, model.safetensors, tokenizer)
+    # A local Hugging Face model folder (config.json, model.safetensors, tokenizer or image
+    # processor), or for a packaged plain-PyTorch vision model its checkpoint file.
+    model_path: str
     strategy: str  # one of STRATEGIES
     label_names: list[str]
-    examples: TextExamples  # all rows of the dataset, in file order
+    examples: Examples  # all rows of the dataset, in file order
     train_idx: list[int]
     validation_idx: list[int]
     test_idx: list[int]
@@ -87,6 +121,9 @@ class TrainSpec:
     cache_dir: Path  # feature cache shared by all jobs
     device: str = "cpu"  # "cpu" | "cuda" | "auto"
     torch_threads: int = 0  # 0: leave torch's default
+    # The packaged plain-PyTorch vision architecture (image_modeling.ARCHITECTURES) that
+    # model_path's checkpoint is for; None for Hugging Face folders, whose config says.
+    architecture: str | None = None
 
     def check(self) -> None:
         """Fail before any model is loaded, with a message a user can act on."""
@@ -94,11 +131,12 @@ class TrainSpec:
             raise ValueError(f"unknown strategy {self.strategy!r}; expected one of {STRATEGIES}")
         if len(self.label_names) < 2:
             raise ValueError("a classifier needs at least two labels")
-        n = len(self.examples.texts)
+        n = len(self.examples)
         if len(self.examples.labels) != n:
-            raise ValueError(f"{n} texts but {len(self.examples.labels)} labels")
-        if self.examples.text_pairs is not None and len(self.examples.text_pairs) != n:
-            raise ValueError(f"{n} texts but {len(self.examples.text_pairs)} text pairs")
+            raise ValueError(f"{n} examples but {len(self.examples.labels)} labels")
+        pairs = getattr(self.examples, "text_pairs", None)
+        if pairs is not None and len(pairs) != n:
+            raise ValueError(f"{n} texts but {len(pairs)} text pairs")
         bad = [y for y in self.examples.labels if not 0 <= y < len(self.label_names)]
         if bad:
             raise ValueError(f"label id {bad[0]} is outside 0..{len(self.label_names) - 1}")

@@ -2,16 +2,16 @@
 forward, and what gets exported.
 
   transfer_frozen  the model's own head, on backbone features cached on disk
-  transfer_top_k   the top k encoder blocks + head, on tokens; embeddings and lower blocks
-                   frozen
-  finetune_full    every parameter, on tokens
-  finetune_lora    LoRA adapters on the attention projections + head (PEFT), on tokens;
-                   exported with the adapters merged
+  transfer_top_k   the top k blocks + head; embeddings/stem and lower blocks frozen
+  finetune_full    every parameter
+  finetune_lora    LoRA adapters (PEFT) + head; exported with the adapters merged
   lp_ft            transfer_frozen's stage, then finetune_full's from the trained head
                    (run.py runs the two stages one after the other)
 
 The shared loop (loop.fit) trains whatever has requires_grad in `Stage.trained`, so the
-strategies differ only in what they freeze and what `forward` reads.
+strategies differ only in what they freeze and what `forward` reads. What they need of the
+model (its head, its blocks, its rows) comes from a classifier.Classifier, so the same code
+serves text and images.
 """
 
 from __future__ import annotations
@@ -22,8 +22,13 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel
 
+from worker.training.classifier import (
+    Batch,
+    Classifier,
+    freeze_all_but,
+    resolve_top_k,
+)
 from worker.training.evaluation import Forward
 from worker.training.feature_cache import cache_key, cached_features
 from worker.training.lora import add_lora, merged
@@ -35,14 +40,7 @@ from worker.training.spec import (
     TRANSFER_TOP_K,
     TrainSpec,
 )
-from worker.training.text_data import BatchSource, FeatureRows, Tokens
-from worker.training.text_model import (
-    encoder_blocks,
-    freeze_all_but,
-    head_of,
-    layout_of,
-    resolve_top_k,
-)
+from worker.training.text_data import BatchSource, FeatureRows
 
 
 @dataclass
@@ -50,31 +48,37 @@ class Stage:
     trained: nn.Module  # what loop.fit trains: its parameters with requires_grad
     source: BatchSource  # token rows, or cached feature rows
     forward: Forward  # a batch from `source` → logits
-    exported: Callable[[], PreTrainedModel]  # the checkpoint to publish, once trained
+    exported: Callable[[], nn.Module]  # the model to publish, once trained
     info: dict[str, Any] = field(default_factory=dict)  # extra metrics of this strategy
 
 
+def augmented_rows(spec: TrainSpec) -> frozenset[int]:
+    """Training rows that get random augmentation when the backbone trains: all of them
+    unless the job turned it off (images only; text rows ignore it)."""
+    return frozenset(spec.train_idx) if spec.params.augment is not False else frozenset()
+
+
 def head_on_features(
-    spec: TrainSpec,
-    model: PreTrainedModel,
-    tokens: Tokens,
-    device: torch.device,
-    reporter: Reporter,
+    spec: TrainSpec, clf: Classifier, device: torch.device, reporter: Reporter
 ) -> Stage:
     """The backbone runs once per row (or not at all on a cache hit); the model's own head
-    then trains on the cached hidden states, so the export is an ordinary checkpoint."""
-    head = head_of(model, spec.strategy)
-    freeze_all_but(model, head.modules)
+    then trains on the cached features, so the export is an ordinary checkpoint."""
+    model = clf.model
+    freeze_all_but(model, clf.head_modules)
+    if spec.params.augment:
+        reporter.log(
+            "augmentation is off for frozen features: each augmented image would need a fresh "
+            "backbone pass, which the feature cache exists to avoid"
+        )
     key = cache_key(
         model_id=spec.model_id,
         model_path=spec.model_path,
         dataset_fingerprint=spec.dataset_fingerprint,
-        max_length=spec.params.max_length,
+        preprocessing=clf.feature_identity(),
     )
     features, hit, seconds = cached_features(
-        model,
-        tokens,
-        rows=len(spec.examples.texts),
+        clf,
+        rows=len(spec.examples),
         key=key,
         cache_dir=spec.cache_dir,
         batch_size=2 * spec.params.batch_size,
@@ -82,61 +86,52 @@ def head_on_features(
         reporter=reporter,
     )
 
-    def forward(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return head.forward(model, batch["features"])
+    def forward(batch: Batch) -> torch.Tensor:
+        return clf.head_logits(batch["features"])
 
     info = {"feature_cache_hit": hit, "feature_seconds": round(seconds, 3)}
     return Stage(model, FeatureRows(features), forward, lambda: model, info)
 
 
 def top_k_blocks(
-    spec: TrainSpec,
-    model: PreTrainedModel,
-    tokens: Tokens,
-    device: torch.device,
-    reporter: Reporter,
+    spec: TrainSpec, clf: Classifier, device: torch.device, reporter: Reporter
 ) -> Stage:
-    """Train the top k encoder blocks and the head. Every step still runs the frozen lower
-    blocks forward, but nothing there requires grad, so autograd records nothing below the
-    first trained block: no activations kept, no backward through it."""
-    blocks_path = layout_of(model, spec.strategy).blocks
-    num_blocks = len(encoder_blocks(model, spec.strategy))
-    k = resolve_top_k(spec.params.top_k, num_blocks)
-    top = tuple(f"{blocks_path}.{i}" for i in range(num_blocks - k, num_blocks))
-    freeze_all_but(model, top + head_of(model, spec.strategy).modules)
-    reporter.log(f"training the top {k} of {num_blocks} encoder blocks and the head")
-    return Stage(
-        model, tokens(), _tokens_forward(model), lambda: model, {"top_k": k, "blocks": num_blocks}
-    )
+    """Train the top k blocks and the head. Every step still runs the frozen lower blocks
+    forward, but nothing there requires grad, so autograd records nothing below the first
+    trained block: no activations kept, no backward through it."""
+    blocks = clf.blocks(spec.strategy)
+    k = resolve_top_k(spec.params.top_k, len(blocks))
+    top = tuple(path for block in blocks[len(blocks) - k :] for path in block)
+    freeze_all_but(clf.model, top + clf.head_modules)
+    reporter.log(f"training the top {k} of {len(blocks)} blocks and the head")
+    info = {"top_k": k, "blocks": len(blocks)}
+    return Stage(clf.model, _rows(spec, clf), _forward(clf, clf.model), lambda: clf.model, info)
 
 
-def all_layers(
-    spec: TrainSpec,
-    model: PreTrainedModel,
-    tokens: Tokens,
-    device: torch.device,
-    reporter: Reporter,
-) -> Stage:
-    model.requires_grad_(True)
-    return Stage(model, tokens(), _tokens_forward(model), lambda: model)
+def all_layers(spec: TrainSpec, clf: Classifier, device: torch.device, reporter: Reporter) -> Stage:
+    clf.model.requires_grad_(True)
+    return Stage(clf.model, _rows(spec, clf), _forward(clf, clf.model), lambda: clf.model)
 
 
 def lora_adapters(
-    spec: TrainSpec,
-    model: PreTrainedModel,
-    tokens: Tokens,
-    device: torch.device,
-    reporter: Reporter,
+    spec: TrainSpec, clf: Classifier, device: torch.device, reporter: Reporter
 ) -> Stage:
-    peft_model = add_lora(model, spec.params)
+    peft_model = add_lora(clf, spec.params, spec.strategy)
     targets = sorted(peft_model.peft_config["default"].target_modules)
-    reporter.log(f"LoRA rank {spec.params.lora_rank} on {', '.join(targets)}")
-    return Stage(peft_model, tokens(), _tokens_forward(peft_model), lambda: merged(peft_model))
+    shown = ", ".join(targets[:8]) + (f" and {len(targets) - 8} more" if len(targets) > 8 else "")
+    reporter.log(f"LoRA rank {spec.params.lora_rank} on {shown}")
+    return Stage(
+        peft_model, _rows(spec, clf), _forward(clf, peft_model), lambda: merged(peft_model)
+    )
 
 
-def _tokens_forward(model: nn.Module) -> Forward:
-    def forward(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return model(**batch).logits
+def _rows(spec: TrainSpec, clf: Classifier) -> BatchSource:
+    return clf.rows(augment_idx=augmented_rows(spec))
+
+
+def _forward(clf: Classifier, model: nn.Module) -> Forward:
+    def forward(batch: Batch) -> torch.Tensor:
+        return clf.logits(model, batch)
 
     return forward
 

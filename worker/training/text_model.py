@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -20,8 +21,11 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
 
+from worker.training.spec import TextExamples, TrainSpec
+from worker.training.text_data import BatchSource, tokenize_once
 
-def load_classifier(model_path: str, label_names: list[str]) -> tuple[Any, PreTrainedModel]:
+
+def load_text_model(model_path: str, label_names: list[str]) -> tuple[Any, PreTrainedModel]:
     """Tokenizer and model with a new classification head sized for `label_names`."""
     tokenizer = AutoTokenizer.from_pretrained(model_path, use_fast=True, trust_remote_code=False)
     model = AutoModelForSequenceClassification.from_pretrained(
@@ -115,31 +119,65 @@ def encoder_blocks(model: PreTrainedModel, strategy: str) -> nn.ModuleList:
     return blocks
 
 
-def resolve_top_k(top_k: int | None, num_blocks: int) -> int:
-    """The blocks transfer_top_k trains: as asked, or a third of them (at least one)."""
-    if top_k is None:
-        return max(1, round(num_blocks / 3))
-    if top_k > num_blocks:
-        raise ValueError(
-            f"top_k is {top_k} but the model has only {num_blocks} encoder blocks; "
-            f"pick 1..{num_blocks} (or finetune_full to train everything)"
-        )
-    return top_k
-
-
 def first_token_state(model: PreTrainedModel, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
     """The hidden state every head in HEADS reads: the last layer at the first token."""
     return model.base_model(**inputs).last_hidden_state[:, 0]
 
 
-def freeze_all_but(model: nn.Module, module_paths: tuple[str, ...]) -> None:
-    model.requires_grad_(False)
-    for path in module_paths:
-        model.get_submodule(path).requires_grad_(True)
+class TextClassifier:
+    """A Hugging Face text encoder with a new sequence-classification head
+    (classifier.Classifier). Every row is tokenised once, on first use: a head on cached
+    features never needs the tokens."""
 
+    def __init__(
+        self, tokenizer: Any, model: PreTrainedModel, examples: TextExamples, max_length: int
+    ) -> None:
+        self.tokenizer = tokenizer
+        self.model = model
+        self.max_length = max_length
+        self.feature_width = int(model.config.hidden_size)
+        self._tokens = tokenize_once(tokenizer, examples, max_length)
 
-def count_params(model: nn.Module) -> tuple[int, int]:
-    """(trainable, total) parameter counts."""
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return trainable, total
+    @classmethod
+    def load(cls, spec: TrainSpec, device: torch.device) -> TextClassifier:
+        assert isinstance(spec.examples, TextExamples)
+        tokenizer, model = load_text_model(spec.model_path, spec.label_names)
+        model.to(device)  # type: ignore[arg-type]  # transformers wraps .to; mypy loses it
+        return cls(tokenizer, model, spec.examples, spec.params.max_length)
+
+    @property
+    def head_modules(self) -> tuple[str, ...]:
+        return head_of(self.model).modules
+
+    def rows(self, *, augment_idx: frozenset[int]) -> BatchSource:
+        return self._tokens()
+
+    def logits(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return model(**batch).logits
+
+    def features(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return first_token_state(self.model, batch)
+
+    def head_logits(self, features: torch.Tensor) -> torch.Tensor:
+        return head_of(self.model).forward(self.model, features)
+
+    def feature_identity(self) -> Any:
+        return {"max_length": self.max_length}
+
+    def blocks(self, strategy: str) -> list[tuple[str, ...]]:
+        path = layout_of(self.model, strategy).blocks
+        return [(f"{path}.{i}",) for i in range(len(encoder_blocks(self.model, strategy)))]
+
+    def lora_targets(self, strategy: str) -> tuple[list[str], str | None]:
+        return list(layout_of(self.model, strategy).lora_targets), "SEQ_CLS"
+
+    def save(self, model: nn.Module, folder: Path) -> None:
+        assert isinstance(model, PreTrainedModel)
+        model.save_pretrained(folder)  # safetensors; config carries id2label / label2id
+        self.tokenizer.save_pretrained(folder)
+
+    def loading_snippet(self) -> str:
+        return """from transformers import AutoModelForSequenceClassification, pipeline
+model = AutoModelForSequenceClassification.from_pretrained("model")
+classify = pipeline("text-classification", model="model")
+print(classify("some text to classify", top_k=None))"""

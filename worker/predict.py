@@ -1,0 +1,154 @@
+"""The predict task: answer a playground question or a batch file from a job's exported model.
+
+It runs on the `predict` queue in a long-lived worker (worker/main.py: no fresh process per
+task), which keeps the last few models loaded, so a second question to the same job costs
+one forward pass rather than a model load.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import OrderedDict
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import update
+
+from app.config import get_settings
+from app.datasets.parsing import DatasetFormat, read_table
+from app.datasets.validation import cell_text
+from app.db import get_sessionmaker
+from app.jobs.artifacts import job_dir
+from app.predictions import service as predictions
+from app.predictions.batch_csv import write_csv
+from app.predictions.models import Prediction, PredictionKind, PredictionStatus
+from app.queue import PREDICT_TASK, celery_app
+
+log = logging.getLogger("tuneboard.predict")
+RESULT_COLUMNS = ["predicted", "confidence", "error"]
+LOADED_MODELS = 3  # models kept in memory, least recently used dropped first
+_loaded: OrderedDict[tuple[int, int], Any] = OrderedDict()
+
+
+def _predictor(job_id: int) -> Any:
+    """The job's exported model, loaded once (keyed by the export's mtime, so a re-trained
+    job is never answered by stale weights)."""
+    from worker.training.predictor import load_predictor
+
+    model_dir = job_dir(get_settings(), job_id) / "export" / "model"
+    key = (job_id, (model_dir / "config.json").stat().st_mtime_ns)
+    if key in _loaded:
+        _loaded.move_to_end(key)
+        return _loaded[key]
+    predictor = load_predictor(model_dir)
+    _loaded[key] = predictor
+    while len(_loaded) > LOADED_MODELS:
+        _loaded.popitem(last=False)
+    return predictor
+
+
+def _ranked(labels: list[str], probabilities: list[float]) -> dict[str, float]:
+    pairs = sorted(zip(labels, probabilities, strict=True), key=lambda p: -p[1])
+    return {label: round(p, 6) for label, p in pairs}
+
+
+def _answer(prediction: Prediction, where: Path) -> dict[str, Any]:
+    from PIL import Image
+
+    predictor = _predictor(prediction.job_id)
+    request_file = where / predictions.REQUEST
+    request = json.loads(request_file.read_text()) if request_file.is_file() else {}
+    if prediction.kind == PredictionKind.text:
+        pairs = [request["text_pair"]] if request.get("text_pair") is not None else None
+        probabilities = predictor.texts([request["text"]], pairs)[0]
+        return {"probabilities": _ranked(predictor.labels, probabilities)}
+    if prediction.kind == PredictionKind.image:
+        with Image.open(where / "input") as image:
+            probabilities = predictor.images([image])[0]
+        return {"probabilities": _ranked(predictor.labels, probabilities)}
+    if "files" in request:
+        return _image_batch(predictor, where, request["files"])
+    return _text_batch(predictor, where, request)
+
+
+def _image_batch(predictor: Any, where: Path, files: list[str]) -> dict[str, Any]:
+    """One row per file; a file that is not a readable image gets its reason instead."""
+    from PIL import Image
+
+    from app.datasets.images import ImageRejected, inspect_image
+
+    settings = get_settings()
+    rows: list[list[Any]] = []
+    good: list[tuple[int, Path]] = []
+    for name in files:
+        path = where / "images" / name
+        try:
+            inspect_image(path, settings.max_image_pixels)
+        except ImageRejected as exc:
+            rows.append([name, "", "", str(exc), *([""] * len(predictor.labels))])
+            continue
+        good.append((len(rows), path))
+        rows.append([name])
+    for start in range(0, len(good), 64):  # bounded memory: 64 decoded images at a time
+        chunk = good[start : start + 64]
+        images = []
+        for _, path in chunk:
+            with Image.open(path) as image:
+                image.load()
+                images.append(image.copy())
+        for (row, _), probabilities in zip(chunk, predictor.images(images), strict=True):
+            rows[row] += _cells(predictor.labels, probabilities)
+    header = ["file", *RESULT_COLUMNS, *(f"p({label})" for label in predictor.labels)]
+    write_csv(where / "predictions.csv", header, rows)
+    return {"rows": len(rows), "skipped": len(rows) - len(good)}
+
+
+def _text_batch(predictor: Any, where: Path, request: dict[str, Any]) -> dict[str, Any]:
+    table = read_table(where / "input", DatasetFormat(request["format"]))
+    columns = request["columns"]
+    texts = [cell_text(row.get(columns[0])) for row in table.rows]
+    pairs = [cell_text(row.get(columns[1])) for row in table.rows] if len(columns) > 1 else None
+    rows = [
+        [line, text[:200], *_cells(predictor.labels, probabilities)]
+        for line, text, probabilities in zip(
+            table.lines, texts, predictor.texts(texts, pairs), strict=True
+        )
+    ]
+    header = ["line", "text", *RESULT_COLUMNS, *(f"p({label})" for label in predictor.labels)]
+    write_csv(where / "predictions.csv", header, rows)
+    return {"rows": len(rows), "skipped": 0}
+
+
+def _cells(labels: list[str], probabilities: list[float]) -> list[Any]:
+    """RESULT_COLUMNS, then one probability per label."""
+    best = max(range(len(labels)), key=lambda i: probabilities[i])
+    return [labels[best], round(probabilities[best], 6), "", *(round(p, 6) for p in probabilities)]
+
+
+@celery_app.task(name=PREDICT_TASK, acks_late=True)
+def run_prediction(prediction_id: int) -> None:
+    sessions = get_sessionmaker()
+    with sessions() as session:
+        prediction = session.get(Prediction, prediction_id)
+        if prediction is None or prediction.finished:
+            return
+        session.expunge(prediction)
+    where = predictions.folder(get_settings(), prediction_id)
+    try:
+        values: dict[str, Any] = {
+            "status": PredictionStatus.succeeded,
+            "result": _answer(prediction, where),
+        }
+    except Exception as exc:  # noqa: BLE001 - any failure must reach the page
+        log.exception("prediction %s failed", prediction_id)
+        reason = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+        values = {"status": PredictionStatus.failed, "error": reason}
+    with sessions() as session:
+        session.execute(
+            update(Prediction)
+            .where(Prediction.id == prediction_id, Prediction.status == PredictionStatus.queued)
+            .values(finished_at=datetime.now(UTC), **values)
+        )
+        session.commit()

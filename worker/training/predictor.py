@@ -1,0 +1,117 @@
+"""Class probabilities from an exported model folder: what the playground and batch
+prediction run.
+
+It reads the very folder a user downloads (export/model), through the loaders the model card
+shows, so the playground answers exactly as the download will:
+  config.json with "architecture"   a packaged CNN: image_modeling.load_model
+  preprocessor_config.json          a Hugging Face image model
+  otherwise                         a Hugging Face text classifier with its tokenizer
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torch import nn
+
+from worker.training import image_modeling
+
+BATCH_SIZE = 32
+
+
+class Predictor:
+    """One loaded model; `labels` in output order."""
+
+    labels: list[str]
+    kind: str  # "text" | "image"
+
+    def texts(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> list[list[float]]:
+        raise ValueError("this model classifies images, not text")
+
+    def images(self, images: Sequence[Image.Image]) -> list[list[float]]:
+        raise ValueError("this model classifies text, not images")
+
+
+class TextPredictor(Predictor):
+    kind = "text"
+
+    def __init__(self, folder: Path) -> None:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(folder, use_fast=True)
+        self.model = AutoModelForSequenceClassification.from_pretrained(
+            folder, use_safetensors=True, trust_remote_code=False
+        ).eval()
+        config = self.model.config
+        self.labels = [config.id2label[i] for i in range(config.num_labels)]
+        args = _training_args(folder)
+        self.max_length = int(args.get("params", {}).get("max_length", 512))
+
+    def texts(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> list[list[float]]:
+        out: list[list[float]] = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), BATCH_SIZE):
+                stop = start + BATCH_SIZE
+                encoded = self.tokenizer(
+                    list(texts[start:stop]),
+                    list(pairs[start:stop]) if pairs is not None else None,
+                    truncation=True,
+                    max_length=self.max_length,
+                    padding=True,
+                    return_tensors="pt",
+                )
+                out += self.model(**encoded).logits.float().softmax(-1).tolist()
+        return out
+
+
+class ImagePredictor(Predictor):
+    kind = "image"
+
+    def __init__(self, model: nn.Module, labels: list[str], preprocessing: dict[str, Any]):
+        self.model = model.eval()
+        self.labels = labels
+        self.preprocessing = preprocessing
+
+    def images(self, images: Sequence[Image.Image]) -> list[list[float]]:
+        out: list[list[float]] = []
+        with torch.inference_mode():
+            for start in range(0, len(images), BATCH_SIZE):
+                batch = torch.stack(
+                    [
+                        image_modeling.preprocess(image, self.preprocessing)
+                        for image in images[start : start + BATCH_SIZE]
+                    ]
+                )
+                logits = self.model(batch)
+                logits = getattr(logits, "logits", logits)  # transformers wraps its output
+                out += logits.float().softmax(-1).tolist()
+        return out
+
+
+def _training_args(folder: Path) -> dict[str, Any]:
+    path = folder / "training_args.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def load_predictor(folder: Path) -> Predictor:
+    config = json.loads((folder / "config.json").read_text())
+    if "architecture" in config:
+        model, plain = image_modeling.load_model(folder)
+        labels = [plain["id2label"][str(i)] for i in range(int(plain["num_classes"]))]
+        return ImagePredictor(model, labels, plain["preprocessing"])
+    if (folder / "preprocessor_config.json").is_file():
+        from transformers import AutoModelForImageClassification
+
+        from worker.training.image_model import hub_preprocessing
+
+        hub = AutoModelForImageClassification.from_pretrained(
+            folder, use_safetensors=True, trust_remote_code=False
+        )
+        labels = [hub.config.id2label[i] for i in range(hub.config.num_labels)]
+        return ImagePredictor(hub, labels, hub_preprocessing(folder))
+    return TextPredictor(folder)
