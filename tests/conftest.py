@@ -43,6 +43,17 @@ def tiny_model_id() -> str:
 
 
 @pytest.fixture(scope="session")
+def tiny_vit_id() -> str:
+    """A tiny ViT with its image processor in the model root: local/tiny-vit."""
+    from tests.image_factories import make_tiny_image_model
+
+    folder = MODELS / "tiny-vit"
+    if not (folder / "config.json").exists():
+        make_tiny_image_model(folder, "vit")
+    return "local/tiny-vit"
+
+
+@pytest.fixture(scope="session")
 def client() -> Iterator[TestClient]:
     from app.main import app
 
@@ -62,4 +73,14 @@ def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
     log = tmp_path_factory.mktemp("worker") / "worker.log"
     with worker_process(log):
+        yield log
+
+
+@pytest.fixture(scope="session")
+def predictor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One real `tuneboard worker --queues predict` process (the playground); yields its log."""
+    from tests.processes import worker_process
+
+    log = tmp_path_factory.mktemp("predictor") / "predictor.log"
+    with worker_process(log, queues="predict"):
         yield log

@@ -127,10 +127,14 @@ print(predict(model, config, [Image.open("example.jpg")]))   # [{label: probabil
 
 @dataclass(frozen=True)
 class HubHead:
-    """Where a Hugging Face image architecture's head reads its features from."""
+    """Where a Hugging Face image architecture's head reads its features from. Module names
+    moved between transformers releases (ViT's `encoder.layer` became `layers`, `query`
+    became `q_proj`), so blocks and LoRA targets list each name a release has used."""
 
-    blocks: str  # attribute path of the stack top-k slices
-    lora_targets: tuple[str, ...] | None  # None: LoRA is not offered for it
+    blocks: tuple[str, ...]  # attribute paths the stack top-k slices may have
+    # Module-name groups LoRA may adapt, the first whose names the model has wins; None: LoRA
+    # is not offered for the architecture.
+    lora_targets: tuple[tuple[str, ...], ...] | None
     features: Callable[[Any, torch.Tensor], torch.Tensor]  # pixel_values → what the head reads
 
 
@@ -147,10 +151,16 @@ def _pooled(attribute: str) -> Callable[[Any, torch.Tensor], torch.Tensor]:
 
 
 HUB_HEADS: dict[str, HubHead] = {
-    "vit": HubHead("vit.encoder.layer", ("query", "value"), _vit_features),
-    "convnext": HubHead("convnext.encoder.stages", ("pwconv1", "pwconv2"), _pooled("convnext")),
+    "vit": HubHead(
+        ("vit.layers", "vit.encoder.layer"),
+        (("q_proj", "v_proj"), ("query", "value")),
+        _vit_features,
+    ),
+    "convnext": HubHead(
+        ("convnext.encoder.stages",), (("pwconv1", "pwconv2"),), _pooled("convnext")
+    ),
     # ResNet is convolutions all through; LoRA on its 1×1 convs is not offered for it.
-    "resnet": HubHead("resnet.encoder.stages", None, _pooled("resnet")),
+    "resnet": HubHead(("resnet.encoder.stages",), None, _pooled("resnet")),
 }
 
 LORA_UNAVAILABLE = (
@@ -177,7 +187,11 @@ def hub_preprocessing(folder: Path) -> dict[str, Any]:
         out, resize = int(crop["height"]), int(size.get("shortest_edge", crop["height"]))
         mode = "crop"
     elif "shortest_edge" in size:
-        out = resize = int(size["shortest_edge"])
+        # ConvNeXt-style processors: below 384 pixels, resize to shortest_edge / crop_pct
+        # and crop the centre back to shortest_edge.
+        out = int(size["shortest_edge"])
+        crop_pct = float(config.get("crop_pct") or 1.0)
+        resize = int(out / crop_pct) if out < 384 else out
         mode = "crop"
     else:  # {"height", "width"}: ViT squashes the whole image to that size
         out = resize = int(size["height"])
@@ -261,14 +275,19 @@ class HubImageClassifier:
 
     def blocks(self, strategy: str) -> list[tuple[str, ...]]:
         assert self.head is not None
-        stack = self.model.get_submodule(self.head.blocks)
-        return [(f"{self.head.blocks}.{i}",) for i in range(len(stack))]
+        names = dict(self.model.named_modules())
+        path = next(p for p in self.head.blocks if p in names)
+        return [(f"{path}.{i}",) for i in range(_length(self.model, path))]
 
     def lora_targets(self, strategy: str) -> tuple[list[str], str | None]:
         assert self.head is not None
         if self.head.lora_targets is None:
             raise ValueError(LORA_UNAVAILABLE.format(kind=self.kind))
-        return list(self.head.lora_targets), None
+        leaves = {name.rsplit(".", 1)[-1] for name, _ in self.model.named_modules()}
+        group = next((g for g in self.head.lora_targets if set(g) <= leaves), None)
+        if group is None:
+            raise ValueError(f"no layer LoRA knows how to adapt in this {self.kind} model")
+        return list(group), None
 
     def save(self, model: nn.Module, folder: Path) -> None:
         model.save_pretrained(folder)  # type: ignore[operator]  # safetensors, id2label

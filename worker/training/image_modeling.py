@@ -432,7 +432,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
         grey = np.asarray(image, dtype=np.float64)
         if image.mode.startswith("I;16") or grey.max(initial=0.0) > 255:
             grey = grey / 257.0
-        image = Image.fromarray(np.clip(np.rint(grey), 0, 255).astype(np.uint8), mode="L")
+        image = Image.fromarray(np.clip(np.rint(grey), 0, 255).astype(np.uint8))  # mode L
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info:
         # Transparent pixels keep whatever colour they happen to store (often black); on
         # white they look as they do on a web page.
@@ -444,9 +444,14 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 def preprocess(image: Image.Image, config: dict[str, Any]) -> torch.Tensor:
     """A (3, size, size) float32 tensor, deterministically: RGB, shorter side resized to
-    `resize`, centre crop `size`, scaled to 0..1, normalised with `mean` and `std`."""
+    `resize`, centre crop `size`, scaled to 0..1, normalised with `mean` and `std`.
+    With `"mode": "squash"` (ViT's processors) the whole image is resized to size × size
+    instead, aspect ratio not kept."""
     image = to_rgb(image)
     size, resize = int(config["size"]), int(config["resize"])
+    resample = _RESAMPLING[config.get("interpolation", "bilinear")]
+    if config.get("mode") == "squash":
+        return normalize(image.resize((size, size), resample), config)
     if resize < size:
         raise ValueError(f"resize ({resize}) must be at least the crop size ({size})")
     width, height = image.size
@@ -455,7 +460,6 @@ def preprocess(image: Image.Image, config: dict[str, Any]) -> torch.Tensor:
         new_size = (resize, int(resize * height / width))
     else:
         new_size = (int(resize * width / height), resize)
-    resample = _RESAMPLING[config.get("interpolation", "bilinear")]
     image = image.resize(new_size, resample)
     left = int(round((new_size[0] - size) / 2.0))
     top = int(round((new_size[1] - size) / 2.0))
@@ -466,7 +470,8 @@ def normalize(image: Image.Image, config: dict[str, Any]) -> torch.Tensor:
     """An RGB image, already at its final size, as a (3, H, W) float32 tensor: pixels scaled
     to 0..1, then normalised with `mean` and `std`. The last step of `preprocess`, shared
     with training-time augmentation."""
-    pixels = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0)
+    rescale = float(config.get("rescale", 1 / 255))  # 0..255 to 0..1 unless a model says else
+    pixels = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) * rescale)
     mean = torch.tensor(config["mean"], dtype=torch.float32)[:, None, None]
     std = torch.tensor(config["std"], dtype=torch.float32)[:, None, None]
     return ((pixels.permute(2, 0, 1) - mean) / std).contiguous()
