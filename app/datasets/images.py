@@ -20,7 +20,7 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from app.datasets.validation import FEW_EXAMPLES, IMBALANCE_RATIO, Issue
+from app.datasets.validation import Issue, class_warnings
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF")
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -171,7 +171,9 @@ def image_report(images: list[ImageInfo], issues: list[FileIssue]) -> dict[str, 
             "needs examples of at least two classes, so add a folder for each other class"
         )
         errors.append(Issue("one_class", msg))
-    warnings_ = _skipped_warning(issues) + _class_warnings(counts) + _content_warnings(images)
+    warnings_ = (
+        _skipped_warning(issues) + class_warnings(counts, "images") + _content_warnings(images)
+    )
     return {
         "errors": [asdict(issue) for issue in errors],
         "warnings": [asdict(issue) for issue in warnings_],
@@ -201,33 +203,6 @@ def _skipped_warning(issues: list[FileIssue]) -> list[Issue]:
         "to use them"
     )
     return [Issue("skipped_files", msg)]
-
-
-def _class_warnings(counts: Counter[str]) -> list[Issue]:
-    if len(counts) < 2:
-        return []
-    warnings_: list[Issue] = []
-    few = sorted(label for label, n in counts.items() if n < FEW_EXAMPLES)
-    if few:
-        names = ", ".join(f"'{label}' ({counts[label]})" for label in few[:10])
-        more = f" and {len(few) - 10} more" if len(few) > 10 else ""
-        msg = (
-            f"some classes have fewer than {FEW_EXAMPLES} images: {names}{more}; the model "
-            "will learn them poorly and their scores will be noisy, so add images if you can"
-        )
-        warnings_.append(Issue("few_examples", msg))
-    (top, most), (bottom, least) = max(counts.items(), key=_count), min(counts.items(), key=_count)
-    if most > IMBALANCE_RATIO * least:
-        msg = (
-            f"the classes are imbalanced: '{top}' has {most} images but '{bottom}' only "
-            f"{least}; accuracy will flatter the model, so judge it by macro F1"
-        )
-        warnings_.append(Issue("imbalance", msg))
-    return warnings_
-
-
-def _count(item: tuple[str, int]) -> tuple[int, str]:
-    return item[1], item[0]
 
 
 def _content_warnings(images: list[ImageInfo]) -> list[Issue]:

@@ -180,7 +180,7 @@ def validate(table: Table, choice: ColumnChoice) -> Report:
             "examples of at least two classes"
         )
         errors.append(Issue("one_class", msg))
-    warnings = _skipped(no_label, no_text) + _class_warnings(counts)
+    warnings = _skipped(no_label, no_text) + class_warnings(counts)
     if duplicates:
         msg = (
             f"{_rows_phrase(len(duplicates))} repeat an earlier row's text and label "
@@ -213,7 +213,9 @@ def _skipped(no_label: list[int], no_text: list[int]) -> list[Issue]:
     return warnings
 
 
-def _class_warnings(counts: Counter[str]) -> list[Issue]:
+def class_warnings(counts: Counter[str], noun: str = "examples") -> list[Issue]:
+    """Few examples in some class, or classes far apart in size; `noun` names what is
+    counted ("examples", "images")."""
     if len(counts) < 2:
         return []
     warnings = []
@@ -222,14 +224,14 @@ def _class_warnings(counts: Counter[str]) -> list[Issue]:
         names = ", ".join(f"'{label}' ({counts[label]})" for label in few[:10])
         more = f" and {len(few) - 10} more" if len(few) > 10 else ""
         msg = (
-            f"some classes have fewer than {FEW_EXAMPLES} examples: {names}{more}; the model "
-            "will learn them poorly and their scores will be noisy, so add examples if you can"
+            f"some classes have fewer than {FEW_EXAMPLES} {noun}: {names}{more}; the model "
+            f"will learn them poorly and their scores will be noisy, so add {noun} if you can"
         )
         warnings.append(Issue("few_examples", msg))
     (top, most), (bottom, least) = max(counts.items(), key=_count), min(counts.items(), key=_count)
     if most > IMBALANCE_RATIO * least:
         msg = (
-            f"the classes are imbalanced: '{top}' has {most} examples but '{bottom}' only "
+            f"the classes are imbalanced: '{top}' has {most} {noun} but '{bottom}' only "
             f"{least}; accuracy will flatter the model, so judge it by macro F1"
         )
         warnings.append(Issue("imbalance", msg))

@@ -22,8 +22,9 @@ TEMPLATE = "jobs/_prediction.html"
 INLINE_WAIT_SECONDS = 3.0
 
 
-def _answer(request: Request, prediction: Prediction | None, error: str | None = None,
-            status: int = 200) -> Response:
+def _answer(
+    request: Request, prediction: Prediction | None, error: str | None = None, status: int = 200
+) -> Response:
     return render(request, TEMPLATE, {"prediction": prediction, "error": error}, status=status)
 
 

@@ -104,4 +104,6 @@ class ImageRows:
                 jobs.append(self._pool.submit(augmented, path, self._crop(), self.preprocessing))
             else:
                 jobs.append(self._pool.submit(plain, path, self.preprocessing))
-        return {"pixel_values": torch.stack([job.result() for job in jobs])}
+        pixels = torch.stack([job.result() for job in jobs])
+        # The layout the models are kept in (image_model.on_device).
+        return {"pixel_values": pixels.contiguous(memory_format=torch.channels_last)}

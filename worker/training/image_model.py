@@ -29,6 +29,14 @@ from worker.training.spec import ImageExamples, TrainSpec
 from worker.training.text_data import BatchSource
 
 
+def on_device(model: nn.Module, device: torch.device) -> nn.Module:
+    """Convolutions run 1.4–1.8× faster on CPU in channels-last layout (oneDNN's native one;
+    measured in bench/image_throughput.py); batches are cut in the same layout
+    (image_data.ImageRows). Only 4-D weights change layout, so transformers are unaffected."""
+    # memory_format works at runtime; torch's type stubs leave it out of Module.to.
+    return model.to(device=device, memory_format=torch.channels_last)  # type: ignore[call-overload]
+
+
 def load_image_classifier(spec: TrainSpec, device: torch.device) -> Any:
     assert isinstance(spec.examples, ImageExamples)
     if spec.architecture is not None:
@@ -54,7 +62,28 @@ PLAIN_BLOCKS: dict[str, Callable[[nn.Module], list[tuple[str, ...]]]] = {
 }
 
 
-class PlainImageClassifier:
+class _ImageRowsFrom:
+    """What both image classifiers share: rows from the job's image files, through the
+    model's own preprocessing, which is also what cached features depend on."""
+
+    examples: ImageExamples
+    preprocessing: dict[str, Any]
+    seed: int
+
+    def rows(self, *, augment_idx: frozenset[int]) -> BatchSource:
+        return ImageRows(
+            self.examples.root,
+            self.examples.paths,
+            self.preprocessing,
+            augment_idx=augment_idx,
+            seed=self.seed,
+        )
+
+    def feature_identity(self) -> Any:
+        return self.preprocessing
+
+
+class PlainImageClassifier(_ImageRowsFrom):
     """A packaged CNN from image_modeling.py, its ImageNet classifier replaced."""
 
     def __init__(
@@ -80,16 +109,8 @@ class PlainImageClassifier:
         assert spec.architecture is not None and isinstance(spec.examples, ImageExamples)
         model = pretrained(spec.architecture)
         model.reset_classifier(len(spec.label_names))
-        return cls(model.to(device), spec.architecture, spec, spec.examples)
-
-    def rows(self, *, augment_idx: frozenset[int]) -> BatchSource:
-        return ImageRows(
-            self.examples.root,
-            self.examples.paths,
-            self.preprocessing,
-            augment_idx=augment_idx,
-            seed=self.seed,
-        )
+        on_device(model, device)
+        return cls(model, spec.architecture, spec, spec.examples)
 
     def logits(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return model(batch["pixel_values"])
@@ -99,9 +120,6 @@ class PlainImageClassifier:
 
     def head_logits(self, features: torch.Tensor) -> torch.Tensor:
         return self.model.forward_head(features)
-
-    def feature_identity(self) -> Any:
-        return self.preprocessing
 
     def blocks(self, strategy: str) -> list[tuple[str, ...]]:
         return PLAIN_BLOCKS[self.architecture](self.model)
@@ -208,7 +226,7 @@ def hub_preprocessing(folder: Path) -> dict[str, Any]:
     }
 
 
-class HubImageClassifier:
+class HubImageClassifier(_ImageRowsFrom):
     """A Hugging Face `AutoModelForImageClassification` with a new head."""
 
     def __init__(self, model: Any, spec: TrainSpec, examples: ImageExamples) -> None:
@@ -249,16 +267,7 @@ class HubImageClassifier:
             trust_remote_code=False,
             dtype=torch.float32,
         )
-        return cls(model.to(device), spec, spec.examples)
-
-    def rows(self, *, augment_idx: frozenset[int]) -> BatchSource:
-        return ImageRows(
-            self.examples.root,
-            self.examples.paths,
-            self.preprocessing,
-            augment_idx=augment_idx,
-            seed=self.seed,
-        )
+        return cls(on_device(model, device), spec, spec.examples)
 
     def logits(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return model(pixel_values=batch["pixel_values"]).logits
@@ -269,9 +278,6 @@ class HubImageClassifier:
 
     def head_logits(self, features: torch.Tensor) -> torch.Tensor:
         return self.model.classifier(features)
-
-    def feature_identity(self) -> Any:
-        return self.preprocessing
 
     def blocks(self, strategy: str) -> list[tuple[str, ...]]:
         assert self.head is not None

@@ -110,7 +110,7 @@ def fit(
 
     for epoch in range(first_epoch, first_epoch + params.epochs):
         model.train()
-        _freeze_norm_statistics(model)
+        _keep_norm_statistics(model)
         epoch_started = time.perf_counter()
         window_loss, window_steps = torch.zeros((), device=device), 0
         batches = length_grouped_batches(
@@ -200,14 +200,16 @@ def fit(
     )
 
 
-def _freeze_norm_statistics(model: nn.Module) -> None:
-    """Batch norms whose weights do not train stay in eval mode: in train mode they would
-    normalise by each batch and drift their running statistics, so a "frozen" lower CNN
-    would change under top-k or LoRA training, and a small batch would make it noisy."""
+def _keep_norm_statistics(model: nn.Module) -> None:
+    """Batch norms stay in eval mode, normalising with their pretrained running statistics
+    (their scale and shift still train where their block does). In train mode they would
+    normalise each small CPU batch by itself and drift their running statistics, so the
+    network tested would differ from the one trained, and a "frozen" lower CNN would change
+    under top-k or LoRA. Measured on EfficientNet-Lite0, 1 epoch of full fine-tuning on 500
+    MNIST digits: test accuracy 0.02 with batch statistics, 0.40 with these (lr 5e-5), and
+    0.18 against 0.68 at 3e-4 (bench/image_throughput.py has the setup)."""
     for module in model.modules():
-        if isinstance(module, nn.modules.batchnorm._BatchNorm) and not any(
-            p.requires_grad for p in module.parameters(recurse=False)
-        ):
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
             module.eval()
 
 

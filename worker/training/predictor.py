@@ -73,7 +73,8 @@ class ImagePredictor(Predictor):
     kind = "image"
 
     def __init__(self, model: nn.Module, labels: list[str], preprocessing: dict[str, Any]):
-        self.model = model.eval()
+        # Channels-last: convolutions run markedly faster on CPU (see image_model.on_device).
+        self.model = model.eval().to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.labels = labels
         self.preprocessing = preprocessing
 
@@ -87,7 +88,7 @@ class ImagePredictor(Predictor):
                         for image in images[start : start + BATCH_SIZE]
                     ]
                 )
-                logits = self.model(batch)
+                logits = self.model(batch.contiguous(memory_format=torch.channels_last))
                 logits = getattr(logits, "logits", logits)  # transformers wraps its output
                 out += logits.float().softmax(-1).tolist()
         return out

@@ -28,7 +28,14 @@ from worker.training.evaluation import full_report, predict_logits, validation_p
 from worker.training.export import export_model, write_json
 from worker.training.loop import FitOutcome, fit
 from worker.training.reporting import Reporter
-from worker.training.spec import LP_FT, PROBE_LEARNING_RATE, TRANSFER_FROZEN, TrainParams, TrainSpec
+from worker.training.spec import (
+    LP_FT,
+    PROBE_LEARNING_RATE,
+    TRANSFER_FROZEN,
+    ImageExamples,
+    TrainParams,
+    TrainSpec,
+)
 from worker.training.strategies import PREPARE, Stage, all_layers, head_on_features
 
 
@@ -51,7 +58,8 @@ def run_training(spec: TrainSpec, reporter: Reporter) -> TrainResult:
     seed_everything(spec.params.seed)  # before loading: the new head's init is random
     spec.output_dir.mkdir(parents=True, exist_ok=True)
     params = spec.params
-    learning_rate = params.learning_rate_for(spec.strategy)
+    images = isinstance(spec.examples, ImageExamples)
+    learning_rate = params.learning_rate_for(spec.strategy, images=images)
     labels = np.asarray(spec.examples.labels, dtype=np.int64)
     reporter.log(f"job {spec.job_id}: {spec.strategy} on {spec.model_id}, device {device}")
 
