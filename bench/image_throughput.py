@@ -3,18 +3,22 @@ EfficientNet-Lite0, through worker.training.run_training, and the layout choice 
 
     .venv/bin/python bench/image_throughput.py            # ~6 min on 2 cores
 
-1. Layout: forward (features) and full training-step images/s of EfficientNet-Lite0 and
+1. Allocator: EfficientNet-Lite0's features pass (batch 32) and a training step (batch 16)
+   in two fresh processes, one with worker/allocator.py's malloc tuning (what every worker
+   does at start) and one without; prints the ratio.
+2. Layout: forward (features) and full training-step images/s of EfficientNet-Lite0 and
    MobileNetV2 at 224×224, batch 32 / 16, in channels-last layout (what Tuneboard uses) and
    in PyTorch's default contiguous layout, same process, same threads; prints the ratios.
-2. A frozen-features job on all 5,000 digits: wall time, features pass, head epochs, test
+3. A frozen-features job on all 5,000 digits: wall time, features pass, head epochs, test
    accuracy; then the same job again, which finds the features in the cache.
-3. Full fine-tuning on a 500-image sample for three epochs, with and without augmentation:
+4. Full fine-tuning on a 500-image sample for three epochs, with and without augmentation:
    training images/s and test accuracy.
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import tempfile
 import time
@@ -29,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.image_factories import mnist_zip  # noqa: E402
+from worker.allocator import keep_freed_memory  # noqa: E402
 from worker.training.packaged_vision import pretrained, weights_path  # noqa: E402
 from worker.training.reporting import MemoryReporter  # noqa: E402
 from worker.training.run import run_training  # noqa: E402
@@ -63,6 +68,39 @@ def images_per_second(model: torch.nn.Module, batch: int, *, train: bool, channe
         step()
         runs.append(batch / (time.perf_counter() - started))
     return float(np.median(runs))
+
+
+ALLOCATOR_RUN = """
+import sys, time, torch
+sys.path.insert(0, {root!r})
+if {tuned}:
+    from worker.allocator import keep_freed_memory
+    keep_freed_memory()
+sys.path.insert(0, {bench!r})
+from image_throughput import images_per_second
+from worker.training.packaged_vision import pretrained
+torch.set_num_threads({threads})
+forward = images_per_second(pretrained("efficientnet_lite0"), 32, train=False, channels_last=True)
+step = images_per_second(pretrained("efficientnet_lite0"), 16, train=True, channels_last=True)
+print(forward, step)
+"""
+
+
+def allocator() -> None:
+    print("\n## Allocator: malloc tuned (every worker) vs glibc's defaults, fresh processes")
+    results = {}
+    for tuned in (True, False, True, False):
+        code = ALLOCATOR_RUN.format(
+            root=str(ROOT), bench=str(ROOT / "bench"), tuned=tuned, threads=THREADS
+        )
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        forward, step = (float(v) for v in out.stdout.split())
+        results.setdefault(tuned, []).append((forward, step))
+    (f1, s1), (f0, s0) = (np.mean(results[t], axis=0) for t in (True, False))
+    print("| pass | tuned img/s | default img/s | ratio |")
+    print("|---|---|---|---|")
+    print(f"| features (batch 32) | {f1:.1f} | {f0:.1f} | {f1 / f0:.2f}× |")
+    print(f"| training step (batch 16) | {s1:.1f} | {s0:.1f} | {s1 / s0:.2f}× |")
 
 
 def layout() -> None:
@@ -145,10 +183,13 @@ def jobs(work: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--only", choices=["layout", "jobs"])
+    parser.add_argument("--only", choices=["allocator", "layout", "jobs"])
     args = parser.parse_args()
+    if args.only in (None, "allocator"):
+        allocator()
+    keep_freed_memory()  # from here on, as in a worker
     torch.set_num_threads(THREADS)
-    print(f"torch {torch.__version__}, {THREADS} threads")
+    print(f"\ntorch {torch.__version__}, {THREADS} threads, malloc tuned as in a worker")
     if args.only in (None, "layout"):
         layout()
     if args.only in (None, "jobs"):

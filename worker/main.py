@@ -13,6 +13,9 @@ from app.queue import PREDICT_QUEUE, celery_app
 
 
 def run_worker(*, queues: str, concurrency: int) -> None:
+    from worker.allocator import keep_freed_memory
+
+    keep_freed_memory()  # before anything big is allocated; forked children inherit it
     # Importing the training stack here, once, means a child starts with torch and
     # transformers already loaded instead of spending seconds importing them per job. Nothing
     # runs a torch op before the fork, so no thread pool is copied into the children
