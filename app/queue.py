@@ -6,14 +6,20 @@ from __future__ import annotations
 from pathlib import Path
 
 from celery import Celery
+from kombu.exceptions import ChannelError
 
-from app.config import get_settings
+from app.config import Settings, get_settings
 
 TRAIN_TASK = "training.run_job"
 PREDICT_TASK = "predict.run"
 PREDICT_QUEUE = "predict"  # answered by a worker that keeps models loaded (worker/main.py)
-# The longest a job may run; the broker must not hand its message to another worker sooner.
-MAX_JOB_SECONDS = 24 * 3600
+# A job past its soft time limit stops at its next step; one that does not (a step that
+# hangs) is killed by Celery this much later.
+HARD_LIMIT_GRACE_SECONDS = 300
+
+
+def hard_time_limit(settings: Settings, soft_seconds: float | None = None) -> float:
+    return (soft_seconds or settings.job_time_limit_seconds) + HARD_LIMIT_GRACE_SECONDS
 
 
 def make_celery() -> Celery:
@@ -29,20 +35,41 @@ def make_celery() -> Celery:
         worker_prefetch_multiplier=1,  # ... and a busy worker does not hoard queued jobs
         task_default_queue="cpu",
         broker_connection_retry_on_startup=True,
+        # Lost the broker mid-job: stop the job (it is re-queued from the database and
+        # resumes from its checkpoint) rather than run on for a message nobody can ack.
+        worker_cancel_long_running_tasks_on_connection_loss=True,
         worker_hijack_root_logger=False,
     )
     if url.startswith(("redis", "rediss")):
-        # Redis hands an unacked message to another worker after this long.
-        app.conf.broker_transport_options = {"visibility_timeout": MAX_JOB_SECONDS + 3600}
+        # Redis hands an unacked message to another worker after this long: longer than any
+        # job may run, so a running job's message is never handed out twice.
+        timeout = hard_time_limit(settings, settings.max_job_time_limit_seconds) + 3600
+        app.conf.broker_transport_options = {"visibility_timeout": timeout}
     return app
 
 
 celery_app = make_celery()
 
 
-def enqueue_training(job_id: int, *, queue: str = "cpu") -> None:
-    """Send a job id to the workers. Call only after the job row is committed."""
-    celery_app.send_task(TRAIN_TASK, args=[job_id], queue=queue)
+def enqueue_training(job_id: int, *, queue: str = "cpu", time_limit: float | None = None) -> None:
+    """Send a job id to the workers. Call only after the job row is committed.
+    `time_limit`: the job's soft limit in seconds (default: the setting); Celery kills the
+    training process HARD_LIMIT_GRACE_SECONDS after it."""
+    hard = hard_time_limit(get_settings(), time_limit)
+    celery_app.send_task(TRAIN_TASK, args=[job_id], queue=queue, time_limit=hard)
+
+
+def broker_queue_sizes(queues: list[str]) -> dict[str, int]:
+    """Messages waiting in each broker queue (not those a worker has taken)."""
+    sizes = {}
+    with celery_app.connection_for_write() as connection:
+        channel = connection.default_channel
+        for queue in queues:
+            try:
+                sizes[queue] = int(channel.queue_declare(queue=queue, passive=True).message_count)
+            except ChannelError:  # never declared, or emptied and removed (Redis): none
+                sizes[queue] = 0
+    return sizes
 
 
 def enqueue_prediction(prediction_id: int) -> None:

@@ -5,5 +5,6 @@ from app.comparisons.models import Comparison
 from app.datasets.models import Dataset
 from app.jobs.models import Job, JobLog, MetricPoint
 from app.predictions.models import Prediction
+from app.workers.models import Worker
 
-__all__ = ["Comparison", "Dataset", "Job", "JobLog", "MetricPoint", "Prediction"]
+__all__ = ["Comparison", "Dataset", "Job", "JobLog", "MetricPoint", "Prediction", "Worker"]

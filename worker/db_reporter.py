@@ -22,9 +22,18 @@ CANCEL_CHECK_EVERY_SECONDS = 0.5
 
 
 class DatabaseReporter:
-    def __init__(self, job_id: int, sessions: sessionmaker[Session]) -> None:
+    def __init__(
+        self,
+        job_id: int,
+        sessions: sessionmaker[Session],
+        *,
+        time_limit_seconds: float | None = None,
+    ) -> None:
         self.job_id = job_id
         self.sessions = sessions
+        # The soft time limit: past it, the next step stops the run like a cancel would.
+        self._deadline = time.monotonic() + time_limit_seconds if time_limit_seconds else None
+        self.timed_out = False
         self._phase = ""
         self._phase_started = time.monotonic()
         self._phase_first_step = 0
@@ -58,8 +67,17 @@ class DatabaseReporter:
         with self.sessions() as session:
             jobs.add_metrics(session, self.job_id, step=step, epoch=epoch, values=values)
 
+    def rewind(self, *, step: int) -> None:
+        with self.sessions() as session:
+            dropped = jobs.drop_metrics_after(session, self.job_id, step=step)
+        if dropped:
+            log.info("job %s: dropped %s metric points after step %s", self.job_id, dropped, step)
+
     def should_stop(self) -> bool:
         now = time.monotonic()
+        if self._deadline is not None and now > self._deadline:
+            self.timed_out = True
+            return True
         if not self._cancelled and now - self._last_cancel_check >= CANCEL_CHECK_EVERY_SECONDS:
             self._last_cancel_check = now
             with self.sessions() as session:

@@ -34,13 +34,20 @@ def run_worker(*, queues: str, concurrency: int) -> None:
         )
     else:
         pool = [f"--concurrency={concurrency}", "--max-tasks-per-child=1"]
-    celery_app.worker_main(
-        [
-            "worker",
-            "--loglevel=INFO",
-            f"--queues={','.join(sorted(names))}",
-            *pool,
-            "--without-gossip",
-            "--without-mingle",
-        ]
-    )
+    from worker.heartbeat import Heartbeat
+
+    heartbeat = Heartbeat(sorted(names))
+    heartbeat.start()
+    try:
+        celery_app.worker_main(
+            [
+                "worker",
+                "--loglevel=INFO",
+                f"--queues={','.join(sorted(names))}",
+                *pool,
+                "--without-gossip",
+                "--without-mingle",
+            ]
+        )
+    finally:
+        heartbeat.stop()

@@ -6,9 +6,6 @@ from __future__ import annotations
 import logging
 import traceback
 from collections import Counter
-from datetime import timedelta
-
-from celery.signals import worker_ready
 
 from app import catalog
 from app.config import get_settings
@@ -25,21 +22,6 @@ from worker.db_reporter import DatabaseReporter
 log = logging.getLogger("tuneboard.worker")
 
 
-@worker_ready.connect
-def _requeue_lost_jobs(**_: object) -> None:
-    """A worker that starts looks for jobs a dead worker left `running` (e.g. the previous
-    `make run` stopped mid-job) and puts them back in the queue."""
-    settings = get_settings()
-    with get_sessionmaker()() as session:
-        requeued = jobs.reap_stale(
-            session,
-            stale_after=timedelta(seconds=settings.job_stale_seconds),
-            max_attempts=settings.max_attempts,
-        )
-    if requeued:
-        log.warning("re-queued jobs left running by a lost worker: %s", requeued)
-
-
 @celery_app.task(name=TRAIN_TASK, acks_late=True)
 def run_job(job_id: int) -> None:
     sessions = get_sessionmaker()
@@ -48,7 +30,8 @@ def run_job(job_id: int) -> None:
         if job is None:
             log.info("job %s is not queued (taken, finished or cancelled); skipping", job_id)
             return
-    reporter = DatabaseReporter(job_id, sessions)
+    limit = jobs.time_limit_seconds(job, get_settings())
+    reporter = DatabaseReporter(job_id, sessions, time_limit_seconds=limit)
     # torch is imported here, not at module level, so the worker's parent process stays
     # light and fork-safe; only the process that trains loads it.
     from worker.training.reporting import Cancelled
@@ -56,12 +39,20 @@ def run_job(job_id: int) -> None:
     try:
         result = _train(job, reporter)
     except Cancelled:
-        reporter.log("cancelled by request")
-        with sessions() as session:
-            jobs.finish(session, job_id, status=JobStatus.cancelled)
+        _discard_checkpoint(job_id)  # a cancelled or timed-out job is never resumed
+        if reporter.timed_out:
+            reason = f"time limit: stopped after {limit:.0f} s of running (its time limit)"
+            reporter.log(reason)
+            with sessions() as session:
+                jobs.finish(session, job_id, status=JobStatus.failed, error=reason)
+        else:
+            reporter.log("cancelled by request")
+            with sessions() as session:
+                jobs.finish(session, job_id, status=JobStatus.cancelled)
     except Exception as exc:  # noqa: BLE001 - any failure must reach the job page
         reason = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
         log.exception("job %s failed", job_id)
+        _discard_checkpoint(job_id)
         reporter.log("failed: " + reason + "\n" + traceback.format_exc(limit=5))
         with sessions() as session:
             jobs.finish(session, job_id, status=JobStatus.failed, error=reason)
@@ -74,6 +65,12 @@ def run_job(job_id: int) -> None:
                 results=result.metrics,
                 export_ready=result.export_path.is_file(),
             )
+
+
+def _discard_checkpoint(job_id: int) -> None:
+    from worker.training import checkpoint
+
+    checkpoint.remove(get_settings().jobs_dir / str(job_id))
 
 
 def _train(job: Job, reporter: DatabaseReporter):  # noqa: ANN202 - TrainResult, imported lazily
@@ -101,6 +98,7 @@ def _spec(job, data, entry, model_path, strategy, params, device):  # noqa: ANN0
     from worker.training.spec import ImageExamples, TextExamples, TrainParams, TrainSpec
 
     settings = get_settings()
+    params = {k: v for k, v in params.items() if k != "time_limit_minutes"}  # the worker's
     if params.get("lora_target_modules") is not None:
         params = {**params, "lora_target_modules": tuple(params["lora_target_modules"])}
     examples = (
@@ -126,6 +124,7 @@ def _spec(job, data, entry, model_path, strategy, params, device):  # noqa: ANN0
         device=device,
         torch_threads=settings.torch_threads,
         architecture=entry.architecture,
+        checkpoint_every_seconds=settings.checkpoint_every_seconds,
     )
 
 

@@ -10,8 +10,8 @@ from app.comparisons.models import Comparison, ComparisonCreate, ComparisonOut, 
 from app.config import Settings
 from app.jobs.models import Job, JobOut, JobStatus
 from app.jobs.params import resolve_params
-from app.jobs.service import check_model
-from app.queue import enqueue_training
+from app.jobs.service import check_model, send
+from app.workers.service import queue_for
 
 ONE_POINT = 0.01
 
@@ -27,6 +27,7 @@ def create_comparison(
         strategies=list(payload.strategies),
     )
     params = payload.params.model_dump()
+    queue = queue_for(session, payload.device)
     comparison = Comparison(
         dataset_id=payload.dataset_id, model=payload.model, metric=payload.metric, params=params
     )
@@ -37,6 +38,7 @@ def create_comparison(
             model=payload.model,
             strategy=strategy,
             device=payload.device,
+            queue=queue,
             params=resolve_params(params, strategy),
         )
         for strategy in payload.strategies
@@ -44,7 +46,7 @@ def create_comparison(
     session.add(comparison)
     session.commit()  # every job row exists before any message is sent
     for job in comparison.jobs:
-        enqueue_training(job.id)
+        send(job)
     return comparison
 
 

@@ -56,6 +56,8 @@ class Job(Base):
         ForeignKey("comparisons.id"), nullable=True, index=True
     )
     device: Mapped[Device] = mapped_column(_enum(Device, 8), default=Device.auto)
+    # The broker queue its message went to ("cpu" or "gpu"; app/workers/service.queue_for).
+    queue: Mapped[str] = mapped_column(String(16), default="cpu")
     params: Mapped[dict[str, Any]] = mapped_column(JSON)
     status: Mapped[JobStatus] = mapped_column(
         _enum(JobStatus, 16), default=JobStatus.queued, index=True
@@ -132,6 +134,7 @@ class JobOut(BaseModel):
     strategy_reason: str | None
     comparison_id: int | None
     device: Device
+    queue: str
     params: dict[str, Any]
     status: JobStatus
     phase: str

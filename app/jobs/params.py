@@ -36,6 +36,13 @@ class JobParams(BaseModel):
         None, max_length=16, description="Module names to adapt; default per architecture"
     )
     probe_epochs: int = Field(10, ge=1, le=200, description="lp_ft: linear-probe epochs")
+    time_limit_minutes: int | None = Field(
+        None,
+        ge=1,
+        le=7 * 24 * 60,
+        description="Stop the job (failed: time limit) after this many minutes of running; "
+        "default TUNEBOARD_JOB_TIME_LIMIT_SECONDS",
+    )
     augment: bool | None = Field(
         None,
         description="Images: random resized crops and flips of training images. Default: on "

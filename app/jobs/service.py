@@ -10,17 +10,18 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from app import catalog
 from app.catalog import UnknownModel
-from app.config import Settings
+from app.config import Settings, get_settings
 from app.datasets.models import Dataset
 from app.jobs.models import Job, JobCreate, JobLog, JobStatus, MetricPoint
 from app.jobs.params import resolve_params
 from app.jobs.strategies import Strategy
-from app.queue import enqueue_training
+from app.queue import enqueue_training, hard_time_limit
+from app.workers.service import queue_for
 
 
 class JobConflict(ValueError):
@@ -62,13 +63,24 @@ def create_job(session: Session, *, payload: JobCreate, settings: Settings) -> J
         model=payload.model,
         strategy=payload.strategy,
         device=payload.device,
+        queue=queue_for(session, payload.device),
         params=resolve_params(payload.params.model_dump(), payload.strategy),
         status=JobStatus.queued,
     )
     session.add(job)
     session.commit()  # the worker must see the row before the message arrives
-    enqueue_training(job.id)
+    send(job)
     return job
+
+
+def time_limit_seconds(job: Job, settings: Settings) -> float:
+    minutes = job.params.get("time_limit_minutes")
+    return float(minutes) * 60 if minutes else settings.job_time_limit_seconds
+
+
+def send(job: Job) -> None:
+    """The one way a job's id goes to the broker: its queue, its time limit."""
+    enqueue_training(job.id, queue=job.queue, time_limit=time_limit_seconds(job, get_settings()))
 
 
 def list_jobs(session: Session, *, limit: int = 50) -> list[Job]:
@@ -103,11 +115,22 @@ def reap_stale(session: Session, *, stale_after: timedelta, max_attempts: int) -
             select(Job).where(Job.status == JobStatus.running, Job.heartbeat_at < cutoff)
         )
     )
-    requeued = []
+    requeued: list[Job] = []
+    settings = get_settings()
     for job in stale:
         guard = (Job.id == job.id, Job.status == JobStatus.running, Job.heartbeat_at < cutoff)
-        if job.attempts >= max_attempts:
+        ran = (now() - _aware(job.started_at)).total_seconds() if job.started_at else 0.0
+        if ran > hard_time_limit(settings, time_limit_seconds(job, settings)):
+            # Celery killed it at the hard limit (a step that never came back to check).
             values: dict[str, Any] = {
+                "status": JobStatus.failed,
+                "phase": "failed",
+                "finished_at": now(),
+                "error": f"time limit: the job ran past {time_limit_seconds(job, settings):.0f} s "
+                "and did not stop at a step, so its process was killed",
+            }
+        elif job.attempts >= max_attempts:
+            values = {
                 "status": JobStatus.failed,
                 "phase": "failed",
                 "finished_at": now(),
@@ -123,11 +146,48 @@ def reap_stale(session: Session, *, stale_after: timedelta, max_attempts: int) -
             execution_options={"synchronize_session": False},
         )
         if result.rowcount == 1 and values["status"] == JobStatus.queued:  # type: ignore[attr-defined]
-            requeued.append(job.id)
+            requeued.append(job)
     session.commit()  # committed before the messages go out, as for new jobs
-    for job_id in requeued:
-        enqueue_training(job_id)
-    return requeued
+    for job in requeued:
+        send(job)
+    return [job.id for job in requeued]
+
+
+def _aware(moment: datetime) -> datetime:
+    """SQLite hands back naive datetimes; every one Tuneboard stores is UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def resend_lost(session: Session, broker_sizes: dict[str, int], *, settle: timedelta) -> list[int]:
+    """Queued jobs whose messages the broker lost (Redis restarted without persistence) are
+    sent again. A queue holding fewer messages than the database has queued jobs on it has
+    lost some; which ones is unknowable, so all of that queue's queued jobs are re-sent — a
+    duplicate is harmless, as the claim is atomic. Jobs younger than `settle` are left out:
+    their first message may still be on its way."""
+    resent = []
+    for queue, size in broker_sizes.items():
+        queued = list(
+            session.scalars(
+                select(Job)
+                .where(Job.status == JobStatus.queued, Job.queue == queue)
+                .where(Job.created_at < now() - settle)
+                .order_by(Job.id)
+            )
+        )
+        if len(queued) > size:
+            for job in queued:
+                send(job)
+                resent.append(job.id)
+    return resent
+
+
+def drop_metrics_after(session: Session, job_id: int, *, step: int) -> int:
+    """A job resumed from a checkpoint at `step` reports the later steps again."""
+    result = session.execute(
+        delete(MetricPoint).where(MetricPoint.job_id == job_id, MetricPoint.step > step)
+    )
+    session.commit()
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def request_cancel(session: Session, job: Job) -> Job:

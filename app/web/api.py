@@ -20,6 +20,8 @@ from app.jobs.models import Device, JobCreate, JobOut, MetricSeries
 from app.jobs.recommend import recommend_for
 from app.web.deps import ComparisonDep, DatasetDep, JobDep, QueryDatasetDep, SessionDep, SettingsDep
 from app.web.exports import export_response
+from app.workers import service as workers
+from app.workers.models import Fleet
 
 router = APIRouter(prefix="/api/v1", tags=["api"])
 
@@ -108,6 +110,13 @@ def change_columns(
         text_pair=body.text_pair_column,
     )
     return DatasetOut.model_validate(dataset)
+
+
+@router.get("/workers", response_model=Fleet)
+def list_workers(session: SessionDep) -> Fleet:
+    """Live workers (heard from within three heartbeats), their queues and devices, and the
+    number of queued jobs on each queue."""
+    return workers.fleet(session)
 
 
 @router.get("/models")

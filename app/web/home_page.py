@@ -10,6 +10,7 @@ from app.datasets import service as datasets
 from app.jobs import service as jobs
 from app.web.deps import SessionDep
 from app.web.templating import render
+from app.workers import service as workers
 
 router = APIRouter(include_in_schema=False)
 
@@ -23,5 +24,12 @@ def home(request: Request, session: SessionDep) -> Response:
             "jobs": jobs.list_jobs(session, limit=10),
             "datasets": datasets.list_datasets(session)[:5],
             "comparisons": comparisons.list_comparisons(session, limit=5),
+            "fleet": workers.fleet(session),
         },
     )
+
+
+@router.get("/workers/fragment", response_class=HTMLResponse)
+def fleet_fragment(request: Request, session: SessionDep) -> Response:
+    """The workers card, refreshed by the home page every few seconds."""
+    return render(request, "home.html", {"fleet": workers.fleet(session)}, block="fleet")

@@ -75,11 +75,11 @@ class ImageRows:
     preprocessing: dict[str, Any]
     augment_idx: frozenset[int] = frozenset()
     seed: int = 0
-    _rng: np.random.Generator = field(init=False, repr=False)
+    rng: np.random.Generator = field(init=False, repr=False)  # augmentation draws; checkpointed
     _pool: ThreadPoolExecutor = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._rng = np.random.default_rng(self.seed)
+        self.rng = np.random.default_rng(self.seed)
         self._pool = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="decode")
 
     @property
@@ -89,11 +89,11 @@ class ImageRows:
     def _crop(self) -> Crop:
         lo, hi = CROP_SCALE
         return Crop(
-            scale=float(self._rng.uniform(lo, hi)),
-            log_ratio=float(self._rng.uniform(math.log(CROP_RATIO[0]), math.log(CROP_RATIO[1]))),
-            x=float(self._rng.random()),
-            y=float(self._rng.random()),
-            flip=bool(self._rng.random() < 0.5),
+            scale=float(self.rng.uniform(lo, hi)),
+            log_ratio=float(self.rng.uniform(math.log(CROP_RATIO[0]), math.log(CROP_RATIO[1]))),
+            x=float(self.rng.random()),
+            y=float(self.rng.random()),
+            flip=bool(self.rng.random() < 0.5),
         )
 
     def batch(self, idx: np.ndarray) -> dict[str, torch.Tensor]:

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from worker.training import checkpoint
 from worker.training.evaluation import Forward, predict_logits, summary_scores
 from worker.training.reporting import Cancelled, Reporter
 from worker.training.spec import TrainParams
@@ -25,6 +28,16 @@ from worker.training.text_data import BatchSource, length_grouped_batches, to_de
 
 LOG_EVERY = 10  # steps between train_loss reports: a smooth curve without a row per step
 MAX_GRAD_NORM = 1.0
+
+
+@dataclass(frozen=True)
+class Checkpoints:
+    """Where and how often a stage saves its state (checkpoint.py), and what it must match."""
+
+    path: Path
+    every_seconds: float
+    identity: str  # checkpoint.identity of the job: a foreign checkpoint is never resumed
+    stage: str  # "probe" or "training": lp_ft's two stages share one file
 
 
 @dataclass(frozen=True)
@@ -55,11 +68,15 @@ def fit(
     after: FitOutcome | None = None,
     epochs_after: int = 0,
     phase: str = "training",
+    checkpoints: Checkpoints | None = None,
+    resume: dict[str, Any] | None = None,
 ) -> FitOutcome:
     """Train for params.epochs (fewer when params.patience runs out) and leave the model
     holding its best validation epoch. `after`: the stage this one continues, whose best
     stands until beaten; `epochs_after`: epochs of later stages, so progress counts
-    toward the whole run; `phase`: what progress reports call these steps."""
+    toward the whole run; `phase`: what progress reports call these steps;
+    `checkpoints`: save the state each epoch and every so often within one; `resume`: a
+    checkpoint of this very stage to continue from."""
     started = time.perf_counter()
     cuda = device.type == "cuda"
     trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
@@ -107,8 +124,64 @@ def fit(
         best_state = _snapshot(kept)
     step, train_examples, train_seconds = 0, 0, 0.0
     epochs_without_gain, stopped_early, last_epoch = 0, False, first_epoch
+    start_epoch, skip_batches = first_epoch, 0
+    if resume is not None:
+        with torch.no_grad():
+            for name, t in kept:
+                t.copy_(resume["tensors"][name])
+        optimizer.load_state_dict(resume["optimizer"])
+        best_state = resume["best_tensors"]
+        best_logits = resume["best_logits"].numpy()
+        meta = resume["meta"]
+        best_epoch, best_validation = meta["best_epoch"], meta["best_validation"]
+        step, train_examples, train_seconds = meta["step"], meta["train_examples"], meta["seconds"]
+        epochs_without_gain, last_epoch = meta["epochs_without_gain"], meta["last_epoch"]
+        start_epoch, skip_batches = meta["epoch"], meta["batch"]
+        _set_rng(meta["rng"], resume["torch_rng"], source)
+        reporter.log(
+            f"resumed from a checkpoint at step {first_step + step} "
+            f"(epoch {start_epoch + 1}, batch {skip_batches})"
+        )
+    last_saved = time.monotonic()
 
-    for epoch in range(first_epoch, first_epoch + params.epochs):
+    def save(epoch: int, batch: int) -> None:
+        """The state after `batch` batches of `epoch` (batch 0: the epoch has not begun)."""
+        nonlocal last_saved
+        if checkpoints is None:
+            return
+        meta = {
+            "identity": checkpoints.identity,
+            "stage": checkpoints.stage,
+            "epoch": epoch,
+            "batch": batch,
+            "step": step,
+            "run_step": first_step + step,
+            "train_examples": train_examples,
+            "seconds": train_seconds,
+            "best_epoch": best_epoch,
+            "best_validation": best_validation,
+            "epochs_without_gain": epochs_without_gain,
+            "last_epoch": last_epoch,
+            "after": _outcome_meta(after),
+            "rng": _rng_state(source),
+        }
+        checkpoint.save(
+            checkpoints.path,
+            {
+                "meta": meta,
+                "tensors": _snapshot(kept),
+                "optimizer": optimizer.state_dict(),
+                "best_tensors": best_state if best_state is not None else {},
+                "best_logits": torch.from_numpy(np.ascontiguousarray(best_logits)),
+                "after_logits": torch.from_numpy(
+                    np.ascontiguousarray(after.best_logits if after else np.empty(0))
+                ),
+                "torch_rng": torch.get_rng_state(),
+            },
+        )
+        last_saved = time.monotonic()
+
+    for epoch in range(start_epoch, first_epoch + params.epochs):
         model.train()
         _keep_norm_statistics(model)
         epoch_started = time.perf_counter()
@@ -116,7 +189,8 @@ def fit(
         batches = length_grouped_batches(
             source.lengths, train_idx, params.batch_size, seed=params.seed, epoch=epoch
         )
-        for idx in batches:
+        done_before = skip_batches if epoch == start_epoch else 0
+        for position, idx in enumerate(batches[done_before:], start=done_before + 1):
             if reporter.should_stop():
                 raise Cancelled(f"cancelled at step {first_step + step}")
             for group in optimizer.param_groups:
@@ -142,6 +216,16 @@ def fit(
             if window_steps == LOG_EVERY:
                 _report_train_loss(reporter, at, steps_per_epoch, window_loss, window_steps)
                 window_loss, window_steps = torch.zeros((), device=device), 0
+                # Mid-epoch checkpoints only at a reported point: the chart then resumes
+                # exactly where the saved run had drawn it.
+                if (
+                    checkpoints is not None
+                    and time.monotonic() - last_saved >= checkpoints.every_seconds
+                    and position < len(batches)
+                ):
+                    train_seconds += time.perf_counter() - epoch_started
+                    save(epoch, position)
+                    epoch_started = time.perf_counter()
         at = first_step + step
         if window_steps:  # the epoch's tail, so every epoch reports at least once
             _report_train_loss(reporter, at, steps_per_epoch, window_loss, window_steps)
@@ -181,6 +265,7 @@ def fit(
                     f"keeping epoch {best_epoch}"
                 )
             break
+        save(epoch + 1, 0)
 
     # Only what trained (and the buffers) can differ from the loaded model; that is put back.
     assert best_state is not None
@@ -211,6 +296,35 @@ def _keep_norm_statistics(model: nn.Module) -> None:
     for module in model.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             module.eval()
+
+
+def _outcome_meta(outcome: FitOutcome | None) -> dict[str, Any] | None:
+    """An earlier stage's outcome without its logits (saved as a tensor beside it)."""
+    if outcome is None:
+        return None
+    return {k: v for k, v in asdict(outcome).items() if k != "best_logits"}
+
+
+def outcome_from(state: dict[str, Any]) -> FitOutcome | None:
+    """The earlier stage a checkpointed stage continued (lp_ft's probe), or None."""
+    meta = state["meta"]["after"]
+    if meta is None:
+        return None
+    return FitOutcome(**meta, best_logits=state["after_logits"].numpy())
+
+
+def _rng_state(source: BatchSource) -> dict[str, Any]:
+    # Batches are drawn from (seed, epoch) alone; what else is random is dropout (torch's
+    # generator, saved beside this) and image augmentation (the rows' own generator).
+    rng = getattr(source, "rng", None)
+    return {"rows": rng.bit_generator.state if rng is not None else None}
+
+
+def _set_rng(state: dict[str, Any], torch_rng: torch.Tensor, source: BatchSource) -> None:
+    torch.set_rng_state(torch_rng)
+    rng = getattr(source, "rng", None)
+    if rng is not None and state["rows"] is not None:
+        rng.bit_generator.state = state["rows"]
 
 
 def _snapshot(tensors: list[tuple[str, torch.Tensor]]) -> dict[str, torch.Tensor]:

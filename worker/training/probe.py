@@ -40,6 +40,9 @@ class _WithoutMetrics:
     def should_stop(self) -> bool:
         return self.reporter.should_stop()
 
+    def rewind(self, *, step: int) -> None:
+        return  # the probe never resumes
+
 
 def probe_score(spec: TrainSpec, reporter: Reporter, *, epochs: int = 10) -> float:
     """Best validation macro-F1 of the model's head trained for `epochs` on frozen features.

@@ -23,6 +23,10 @@ class Reporter(Protocol):
     # Asked before every training step and every feature or evaluation batch.
     def should_stop(self) -> bool: ...
 
+    # A run resumed from a checkpoint at `step`: metrics reported after it by the run that
+    # was lost are dropped, as the resumed run reports those steps again.
+    def rewind(self, *, step: int) -> None: ...
+
 
 class Cancelled(Exception):
     """The reporter asked the run to stop; nothing was published."""
@@ -54,6 +58,9 @@ class MemoryReporter:
         return (
             self.cancel_after_steps is not None and self.training_steps >= self.cancel_after_steps
         )
+
+    def rewind(self, *, step: int) -> None:
+        self.metric_events = [e for e in self.metric_events if e[0] <= step]
 
     def series(self, name: str) -> list[tuple[int, float]]:
         """(step, value) for one metric name, in the order reported."""

@@ -16,17 +16,18 @@ from __future__ import annotations
 import random
 import resource
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from worker.training import checkpoint
 from worker.training.classifier import count_params, load_classifier
 from worker.training.evaluation import full_report, predict_logits, validation_predictions
 from worker.training.export import export_model, write_json
-from worker.training.loop import FitOutcome, fit
+from worker.training.loop import Checkpoints, FitOutcome, fit, outcome_from
 from worker.training.reporting import Reporter
 from worker.training.spec import (
     LP_FT,
@@ -64,6 +65,28 @@ def run_training(spec: TrainSpec, reporter: Reporter) -> TrainResult:
     reporter.log(f"job {spec.job_id}: {spec.strategy} on {spec.model_id}, device {device}")
 
     clf = load_classifier(spec, device)
+    # A checkpoint of this very job (a killed worker's) is resumed; the chart drops whatever
+    # the killed run drew after it, so the curves continue from the checkpoint.
+    ckpt_path = checkpoint.path_in(spec.output_dir)
+    identity = checkpoint.identity(
+        {
+            "strategy": spec.strategy,
+            "params": asdict(params),
+            "model": [spec.model_id, spec.model_path],
+            "data": [spec.dataset_fingerprint, spec.label_names, len(spec.train_idx)],
+        }
+    )
+    state = checkpoint.load(ckpt_path)
+    if state is not None and state["meta"]["identity"] != identity:
+        state = None
+    if state is not None:
+        reporter.rewind(step=state["meta"]["run_step"])
+
+    def checkpoints(stage: str) -> Checkpoints:
+        return Checkpoints(ckpt_path, spec.checkpoint_every_seconds, identity, stage)
+
+    def resume_for(stage: str) -> dict[str, Any] | None:
+        return state if state is not None and state["meta"]["stage"] == stage else None
 
     def train(stage: Stage, stage_params: TrainParams, rate: float, **more: Any) -> FitOutcome:
         return fit(
@@ -88,9 +111,19 @@ def run_training(spec: TrainSpec, reporter: Reporter) -> TrainResult:
         reporter.log(f"stage 1/2: linear probe on frozen features, {params.probe_epochs} epochs")
         head = head_on_features(spec, clf, device, reporter)
         probe_params = replace(params, epochs=params.probe_epochs, patience=None)
-        probe = train(
-            head, probe_params, PROBE_LEARNING_RATE, epochs_after=params.epochs, phase="probe"
-        )
+        if resume_for("training") is not None:  # the probe finished before the checkpoint
+            probe = outcome_from(resume_for("training") or {})
+            assert probe is not None
+        else:
+            probe = train(
+                head,
+                probe_params,
+                PROBE_LEARNING_RATE,
+                epochs_after=params.epochs,
+                phase="probe",
+                checkpoints=checkpoints("probe"),
+                resume=resume_for("probe"),
+            )
         reporter.log(
             f"stage 2/2: fine-tuning every layer from the trained head, {params.epochs} epochs"
         )
@@ -106,7 +139,14 @@ def run_training(spec: TrainSpec, reporter: Reporter) -> TrainResult:
 
     trainable_params, total_params = count_params(stage.trained)
     reporter.log(f"training {trainable_params:,} of {total_params:,} parameters")
-    outcome = train(stage, params, learning_rate, after=probe)
+    outcome = train(
+        stage,
+        params,
+        learning_rate,
+        after=probe,
+        checkpoints=checkpoints("training"),
+        resume=resume_for("training"),
+    )
 
     # The model now holds the best epoch's weights, whose validation logits fit kept.
     stage.trained.eval()
@@ -166,6 +206,7 @@ def run_training(spec: TrainSpec, reporter: Reporter) -> TrainResult:
         spec, clf, stage.exported(), metrics=metrics, learning_rate=learning_rate
     )
     reporter.progress(step=1, total_steps=1, phase="exporting")
+    checkpoint.remove(spec.output_dir)  # published: nothing left to resume
     return TrainResult(metrics=metrics, export_path=export_path)
 
 

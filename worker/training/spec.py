@@ -134,6 +134,8 @@ class TrainSpec:
     # The packaged plain-PyTorch vision architecture (image_modeling.ARCHITECTURES) that
     # model_path's checkpoint is for; None for Hugging Face folders, whose config says.
     architecture: str | None = None
+    # Besides the end of every epoch, a checkpoint is saved mid-epoch this often.
+    checkpoint_every_seconds: float = 600.0
 
     def check(self) -> None:
         """Fail before any model is loaded, with a message a user can act on."""

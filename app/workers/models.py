@@ -1,0 +1,44 @@
+"""What a Worker is: a training or predict process that announces itself with a heartbeat,
+so the dashboard can show who is alive and jobs can be routed to a queue someone consumes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import JSON, DateTime, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.datasets.models import utcnow
+from app.db import Base
+
+
+class Worker(Base):
+    __tablename__ = "workers"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)  # "hostname:pid"
+    hostname: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int] = mapped_column(Integer)
+    queues: Mapped[list[str]] = mapped_column(JSON)
+    device: Mapped[str] = mapped_column(String(200))  # "cpu (16 cores)", "cuda: NVIDIA H100"
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class WorkerOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    hostname: str
+    pid: int
+    queues: list[str]
+    device: str
+    started_at: datetime
+    last_seen: datetime
+
+
+class Fleet(BaseModel):
+    """What the dashboard shows: live workers and how many jobs wait on each queue."""
+
+    workers: list[WorkerOut]
+    queue_depth: dict[str, int]

@@ -1,0 +1,78 @@
+"""Worker heartbeats, who is alive, and which queue a job goes to.
+
+A worker beats every TUNEBOARD_WORKER_BEAT_SECONDS (worker/heartbeat.py); one not heard
+from for three beats is taken for gone. Rows of workers gone for a day are removed, so the
+table stays small.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from app.config import get_settings
+from app.jobs.models import Device, Job, JobStatus
+from app.workers.models import Fleet, Worker, WorkerOut
+
+MISSED_BEATS = 3  # two missed beats and a margin
+FORGET_AFTER = timedelta(days=1)
+CPU_QUEUE, GPU_QUEUE = "cpu", "gpu"
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def beat(
+    session: Session, *, worker_id: str, hostname: str, pid: int, queues: list[str], device: str
+) -> None:
+    worker = session.get(Worker, worker_id)
+    if worker is None:
+        session.add(Worker(id=worker_id, hostname=hostname, pid=pid, queues=queues, device=device))
+    else:
+        worker.queues, worker.device, worker.last_seen = queues, device, now()
+    session.execute(delete(Worker).where(Worker.last_seen < now() - FORGET_AFTER))
+    session.commit()
+
+
+def leave(session: Session, worker_id: str) -> None:
+    """A worker shutting down cleanly says so, rather than waiting to be timed out."""
+    session.execute(delete(Worker).where(Worker.id == worker_id))
+    session.commit()
+
+
+def alive(session: Session) -> list[Worker]:
+    cutoff = now() - timedelta(seconds=MISSED_BEATS * get_settings().worker_beat_seconds)
+    return list(
+        session.scalars(select(Worker).where(Worker.last_seen >= cutoff).order_by(Worker.id))
+    )
+
+
+def queue_for(session: Session, device: Device) -> str:
+    """gpu and cpu jobs go to their queue (a gpu job waits for a GPU worker); auto goes to
+    gpu when a live worker consumes it, else to cpu."""
+    if device == Device.gpu:
+        return GPU_QUEUE
+    if device == Device.cpu:
+        return CPU_QUEUE
+    gpu_alive = any(GPU_QUEUE in w.queues for w in alive(session))
+    return GPU_QUEUE if gpu_alive else CPU_QUEUE
+
+
+def queue_depth(session: Session) -> dict[str, int]:
+    """Queued jobs per queue, from the database (the source of truth, not the broker)."""
+    rows = session.execute(
+        select(Job.queue, func.count()).where(Job.status == JobStatus.queued).group_by(Job.queue)
+    )
+    depth = {CPU_QUEUE: 0, GPU_QUEUE: 0}
+    depth.update({queue: int(n) for queue, n in rows})
+    return depth
+
+
+def fleet(session: Session) -> Fleet:
+    return Fleet(
+        workers=[WorkerOut.model_validate(w) for w in alive(session)],
+        queue_depth=queue_depth(session),
+    )

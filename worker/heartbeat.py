@@ -1,0 +1,110 @@
+"""A worker's own heartbeat, and the housekeeping every live worker shares.
+
+A thread in the worker's main process (the parent of the processes that train) does, every
+TUNEBOARD_WORKER_BEAT_SECONDS:
+- beat: upsert this worker's row (queues, device), so the dashboard lists it and "auto"
+  jobs are routed to gpu only while a GPU worker is alive;
+- every TUNEBOARD_MAINTENANCE_SECONDS, housekeeping that any one worker may do and several
+  may do at once (every change is a guarded UPDATE or an idempotent re-send):
+  - reap: a job `running` whose heartbeat stopped goes back to `queued` (or fails after
+    TUNEBOARD_MAX_ATTEMPTS, or past its hard time limit), and is re-sent;
+  - resend: queued jobs whose messages the broker lost (a Redis restart) are sent again.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from datetime import timedelta
+
+from app.config import get_settings
+from app.db import get_sessionmaker
+from app.jobs import service as jobs
+from app.queue import broker_queue_sizes
+from app.workers import service as workers
+
+log = logging.getLogger("tuneboard.worker")
+SETTLE = timedelta(seconds=15)  # a new job's first message may still be on its way
+
+
+def describe_device() -> str:
+    """ "cuda: <names>" where nvidia-smi sees GPUs, else "cpu (N cores)". Asked of
+    nvidia-smi, not torch: initialising CUDA in this parent would break it in every child it
+    forks."""
+    if shutil.which("nvidia-smi"):
+        try:
+            names = subprocess.run(
+                ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
+            ).stdout.split("\n")
+            gpus = [n.strip() for n in names if n.strip()]
+            if gpus:
+                return "cuda: " + ", ".join(gpus)
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return f"cpu ({os.cpu_count()} cores)"
+
+
+class Heartbeat(threading.Thread):
+    def __init__(self, queues: list[str]) -> None:
+        super().__init__(name="tuneboard-heartbeat", daemon=True)
+        self.queues = queues
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
+        self.device = describe_device()
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        settings = get_settings()
+        last_maintenance = -float("inf")  # housekeeping once at start, too
+        while not self.stopping.is_set():
+            try:
+                self.beat()
+                if time.monotonic() - last_maintenance >= settings.maintenance_seconds:
+                    last_maintenance = time.monotonic()
+                    self.maintain()
+            except Exception:  # noqa: BLE001 - a database or broker outage must not end it
+                log.exception("heartbeat: will try again")
+            self.stopping.wait(settings.worker_beat_seconds)
+
+    def beat(self) -> None:
+        with get_sessionmaker()() as session:
+            workers.beat(
+                session,
+                worker_id=self.worker_id,
+                hostname=socket.gethostname(),
+                pid=os.getpid(),
+                queues=self.queues,
+                device=self.device,
+            )
+
+    def maintain(self) -> None:
+        settings = get_settings()
+        with get_sessionmaker()() as session:
+            requeued = jobs.reap_stale(
+                session,
+                stale_after=timedelta(seconds=settings.job_stale_seconds),
+                max_attempts=settings.max_attempts,
+            )
+            if requeued:
+                log.warning("re-queued jobs left running by a lost worker: %s", requeued)
+            training = [q for q in self.queues if q in (workers.CPU_QUEUE, workers.GPU_QUEUE)]
+            if training:
+                resent = jobs.resend_lost(session, broker_queue_sizes(training), settle=SETTLE)
+                if resent:
+                    log.warning("re-sent queued jobs the broker had lost: %s", resent)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        try:
+            with get_sessionmaker()() as session:
+                workers.leave(session, self.worker_id)
+        except Exception:  # noqa: BLE001 - shutting down anyway; the row times out
+            log.warning("heartbeat: could not sign off")
