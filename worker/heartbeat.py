@@ -8,7 +8,8 @@ TUNEBOARD_WORKER_BEAT_SECONDS:
   may do at once (every change is a guarded UPDATE or an idempotent re-send):
   - reap: a job `running` whose heartbeat stopped goes back to `queued` (or fails after
     TUNEBOARD_MAX_ATTEMPTS, or past its hard time limit), and is re-sent;
-  - resend: queued jobs whose messages the broker lost (a Redis restart) are sent again.
+  - resend: queued jobs whose messages the broker lost (a Redis restart) are sent again;
+  - reroute: queued "auto" jobs waiting on gpu when no GPU worker is alive go to cpu.
 """
 
 from __future__ import annotations
@@ -95,6 +96,10 @@ class Heartbeat(threading.Thread):
             )
             if requeued:
                 log.warning("re-queued jobs left running by a lost worker: %s", requeued)
+            gpu_alive = any(workers.GPU_QUEUE in w.queues for w in workers.alive(session))
+            moved = jobs.reroute_auto(session, gpu_alive=gpu_alive, settle=SETTLE)
+            if moved:
+                log.warning("no GPU worker is alive: auto jobs moved to the cpu queue: %s", moved)
             training = [q for q in self.queues if q in (workers.CPU_QUEUE, workers.GPU_QUEUE)]
             if training:
                 resent = jobs.resend_lost(session, broker_queue_sizes(training), settle=SETTLE)

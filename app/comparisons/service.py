@@ -10,7 +10,7 @@ from app.comparisons.models import Comparison, ComparisonCreate, ComparisonOut, 
 from app.config import Settings
 from app.jobs.models import Job, JobOut, JobStatus
 from app.jobs.params import resolve_params
-from app.jobs.service import check_model, send
+from app.jobs.service import check_model, check_time_limit, send
 from app.workers.service import queue_for
 
 ONE_POINT = 0.01
@@ -19,6 +19,7 @@ ONE_POINT = 0.01
 def create_comparison(
     session: Session, *, payload: ComparisonCreate, settings: Settings
 ) -> Comparison:
+    check_time_limit(settings, payload.params.time_limit_minutes)
     check_model(
         session,
         settings,

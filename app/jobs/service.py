@@ -17,7 +17,7 @@ from app import catalog
 from app.catalog import UnknownModel
 from app.config import Settings, get_settings
 from app.datasets.models import Dataset
-from app.jobs.models import Job, JobCreate, JobLog, JobStatus, MetricPoint
+from app.jobs.models import Device, Job, JobCreate, JobLog, JobStatus, MetricPoint
 from app.jobs.params import resolve_params
 from app.jobs.strategies import Strategy
 from app.queue import enqueue_training, hard_time_limit
@@ -30,6 +30,10 @@ class JobConflict(ValueError):
 
 class DatasetNotFound(LookupError):
     pass
+
+
+class InvalidJob(ValueError):
+    """Settings this server does not allow; the message says which and the limit."""
 
 
 def now() -> datetime:
@@ -50,7 +54,17 @@ def check_model(
     return entry
 
 
+def check_time_limit(settings: Settings, minutes: int | None) -> None:
+    if minutes is not None and minutes * 60 > settings.max_job_time_limit_seconds:
+        allowed = settings.max_job_time_limit_seconds / 60
+        raise InvalidJob(
+            f"time_limit_minutes is {minutes} but this server allows at most {allowed:.0f} "
+            "(TUNEBOARD_MAX_JOB_TIME_LIMIT_SECONDS)"
+        )
+
+
 def create_job(session: Session, *, payload: JobCreate, settings: Settings) -> Job:
+    check_time_limit(settings, payload.params.time_limit_minutes)
     check_model(
         session,
         settings,
@@ -188,6 +202,38 @@ def drop_metrics_after(session: Session, job_id: int, *, step: int) -> int:
     )
     session.commit()
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def reroute_auto(session: Session, *, gpu_alive: bool, settle: timedelta) -> list[int]:
+    """Queued "auto" jobs sent to gpu while no GPU worker is alive any more (it died or
+    left) go to cpu instead, rather than wait for a GPU that may never come back."""
+    if gpu_alive:
+        return []
+    stranded = list(
+        session.scalars(
+            select(Job).where(
+                Job.status == JobStatus.queued,
+                Job.queue == "gpu",
+                Job.device == Device.auto,
+                Job.created_at < now() - settle,
+            )
+        )
+    )
+    moved = []
+    for job in stranded:
+        result = session.execute(
+            update(Job)
+            .where(Job.id == job.id, Job.status == JobStatus.queued, Job.queue == "gpu")
+            .values(queue="cpu"),
+            execution_options={"synchronize_session": False},
+        )
+        if result.rowcount == 1:  # type: ignore[attr-defined]
+            moved.append(job)
+    session.commit()
+    for job in moved:
+        session.refresh(job)
+        send(job)
+    return [job.id for job in moved]
 
 
 def request_cancel(session: Session, job: Job) -> Job:

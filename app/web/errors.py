@@ -10,7 +10,7 @@ from app.datasets.archives import ArchiveError
 from app.datasets.parsing import ParseError
 from app.datasets.uploads import UploadTooLarge
 from app.datasets.validation import DatasetInvalid
-from app.jobs.service import DatasetNotFound, JobConflict
+from app.jobs.service import DatasetNotFound, InvalidJob, JobConflict
 from app.predictions.service import PredictionRefused
 
 
@@ -23,7 +23,7 @@ def error_body(exc: Exception) -> tuple[int, dict[str, object]]:
         return 422, {"detail": str(exc), "errors": [e.__dict__ for e in exc.errors]}
     if isinstance(exc, UploadTooLarge):
         return 413, {"detail": str(exc)}
-    if isinstance(exc, UnknownModel | DatasetNotFound | PredictionRefused):
+    if isinstance(exc, UnknownModel | DatasetNotFound | PredictionRefused | InvalidJob):
         return 422, {"detail": str(exc)}
     if isinstance(exc, JobConflict):
         return 409, {"detail": str(exc)}
@@ -39,6 +39,7 @@ DOMAIN_ERRORS = (
     DatasetNotFound,
     JobConflict,
     PredictionRefused,
+    InvalidJob,
 )
 
 
