@@ -1,4 +1,4 @@
-"""The ``tuneboard`` command: the server, the worker and migrations."""
+"""The ``tuneboard`` command: the server, the workers, migrations and users."""
 
 from __future__ import annotations
 
@@ -43,11 +43,16 @@ def serve(
     """Migrate, then serve the dashboard (with embedded workers unless --no-worker)."""
     import uvicorn
 
-    from app.config import get_settings
+    from app.config import InsecureSecretKey, check_secret_key, get_settings
     from app.migrate import upgrade_head
 
     _logging()
     settings = get_settings()
+    try:
+        check_secret_key(settings)
+    except InsecureSecretKey as exc:
+        typer.secho(f"refusing to start: {exc}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from exc
     upgrade_head()
     children = []
     if worker:
@@ -77,6 +82,36 @@ def _stop(children: list[subprocess.Popen[bytes]]) -> None:
         except subprocess.TimeoutExpired:
             child.kill()
             child.wait()
+
+
+@app.command("create-user")
+def create_user(
+    username: str = typer.Argument(..., help="Letters, digits, dots, dashes, underscores"),
+    admin: bool = typer.Option(False, "--admin", help="Sees and manages everything"),
+    password_stdin: bool = typer.Option(
+        False, "--password-stdin", help="Read the password from standard input (scripts)"
+    ),
+) -> None:
+    """Add a user (first run: `tuneboard create-user NAME --admin`)."""
+    from app.accounts import service as accounts
+    from app.db import get_sessionmaker
+    from app.migrate import upgrade_head
+
+    upgrade_head()
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    with get_sessionmaker()() as session:
+        try:
+            user = accounts.create_user(
+                session, username=username, password=password, is_admin=admin
+            )
+        except accounts.AccountInvalid as exc:
+            typer.secho(f"not created: {exc}", fg=typer.colors.RED, err=True)
+            raise typer.Exit(2) from exc
+    role = "admin" if user.is_admin else "user"
+    typer.secho(f"{role} {user.username} created", fg=typer.colors.GREEN)
 
 
 @app.command()

@@ -7,6 +7,10 @@ from pathlib import Path
 
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# The key `make run` works with out of the box. Sessions signed with it can be forged by
+# anyone who has read this file, so `serve` refuses it unless TUNEBOARD_ENV=development.
+DEVELOPMENT_SECRET_KEY = "development-only-not-secret"
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TUNEBOARD_", env_file=".env", extra="ignore")
@@ -17,6 +21,18 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8000
+
+    # "development" (what `make run` is) or anything else, e.g. "production": then a real
+    # secret key is required and session cookies are sent over HTTPS only.
+    env: str = "development"
+    # Signs session cookies. Set a long random value outside development:
+    #   python -c "import secrets; print(secrets.token_urlsafe(48))"
+    secret_key: str = DEVELOPMENT_SECRET_KEY
+    session_days: int = 14
+
+    # Per-user limits: stored upload bytes, and jobs queued or running at once (429 beyond).
+    max_storage_bytes_per_user: int = 20 * 1024**3
+    max_active_jobs_per_user: int = 20
 
     # Uploads are streamed to disk and cut off at this size (bytes).
     max_upload_bytes: int = 200 * 1024 * 1024
@@ -50,6 +66,10 @@ class Settings(BaseSettings):
     checkpoint_every_seconds: float = 600
 
     @property
+    def development(self) -> bool:
+        return self.env == "development"
+
+    @property
     def datasets_dir(self) -> Path:
         return self.data_dir / "datasets"
 
@@ -64,6 +84,20 @@ class Settings(BaseSettings):
     @property
     def uploads_dir(self) -> Path:
         return self.data_dir / "uploads"
+
+
+class InsecureSecretKey(RuntimeError):
+    pass
+
+
+def check_secret_key(settings: Settings) -> None:
+    """Outside development the default key would let anyone forge a session: refuse it."""
+    if not settings.development and settings.secret_key == DEVELOPMENT_SECRET_KEY:
+        raise InsecureSecretKey(
+            f"TUNEBOARD_ENV is {settings.env!r} but TUNEBOARD_SECRET_KEY is the development "
+            "default; set it to a long random value "
+            '(python -c "import secrets; print(secrets.token_urlsafe(48))")'
+        )
 
 
 @lru_cache

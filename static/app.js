@@ -26,6 +26,8 @@ function setupUpload() {
     error.hidden = true;
     const xhr = new XMLHttpRequest();
     xhr.open("POST", form.action);
+    const csrf = document.querySelector('meta[name="csrf-token"]');
+    if (csrf) xhr.setRequestHeader("X-CSRF-Token", csrf.content);
     xhr.upload.addEventListener("progress", (p) => {
       if (p.lengthComputable) { bar.hidden = false; bar.value = (100 * p.loaded) / p.total; }
     });

@@ -55,6 +55,42 @@ def tiny_vit_id() -> str:
 
 @pytest.fixture(scope="session")
 def client() -> Iterator[TestClient]:
+    """Signed in as "alice", an ordinary user (her own datasets and jobs only)."""
+    from app.main import app
+    from tests.accounts import ensure_user, sign_in
+
+    ensure_user("root", admin=True)  # the first user: no first-run page in the way
+    ensure_user("alice")
+    with TestClient(app) as c:
+        sign_in(c, "alice")
+        yield c
+
+
+@pytest.fixture(scope="session")
+def bob_client() -> Iterator[TestClient]:
+    """Another ordinary user, to prove isolation."""
+    from app.main import app
+    from tests.accounts import ensure_user, sign_in
+
+    ensure_user("bob")
+    with TestClient(app) as c:
+        sign_in(c, "bob")
+        yield c
+
+
+@pytest.fixture(scope="session")
+def admin_client() -> Iterator[TestClient]:
+    from app.main import app
+    from tests.accounts import ensure_user, sign_in
+
+    ensure_user("root", admin=True)
+    with TestClient(app) as c:
+        sign_in(c, "root")
+        yield c
+
+
+@pytest.fixture
+def anonymous() -> Iterator[TestClient]:
     from app.main import app
 
     with TestClient(app) as c:

@@ -117,6 +117,7 @@ def test_confusion_cell_lists_its_misclassified_examples(
     dataset = upload_csv(client, write_csv(tmp_path / "m.csv", labelled_texts(10)))
     with get_sessionmaker()() as session:
         job = Job(
+            owner_id=dataset["owner_id"],
             dataset_id=dataset["id"],
             model="m",
             strategy=Strategy.transfer_frozen,

@@ -23,6 +23,8 @@ class Comparison(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Who may see and use it (app/web/deps.py looks every row up by id *and* owner).
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True, index=True)
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"), index=True)
     model: Mapped[str] = mapped_column(String(300))
     # The test metric that picks the winner.

@@ -6,6 +6,8 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.accounts.models import User
+from app.accounts.quotas import check_active_jobs
 from app.comparisons.models import Comparison, ComparisonCreate, ComparisonOut, ComparisonRow
 from app.config import Settings
 from app.jobs.models import Job, JobOut, JobStatus
@@ -17,7 +19,7 @@ ONE_POINT = 0.01
 
 
 def create_comparison(
-    session: Session, *, payload: ComparisonCreate, settings: Settings
+    session: Session, *, payload: ComparisonCreate, settings: Settings, owner: User
 ) -> Comparison:
     check_time_limit(settings, payload.params.time_limit_minutes)
     check_model(
@@ -26,15 +28,22 @@ def create_comparison(
         dataset_id=payload.dataset_id,
         model=payload.model,
         strategies=list(payload.strategies),
+        owner=owner,
     )
+    check_active_jobs(session, settings, owner, len(payload.strategies))
     params = payload.params.model_dump()
     queue = queue_for(session, payload.device)
     comparison = Comparison(
-        dataset_id=payload.dataset_id, model=payload.model, metric=payload.metric, params=params
+        owner_id=owner.id,
+        dataset_id=payload.dataset_id,
+        model=payload.model,
+        metric=payload.metric,
+        params=params,
     )
     # Same dataset, same seed, hence the same split: only the strategy differs.
     comparison.jobs = [
         Job(
+            owner_id=owner.id,
             dataset_id=payload.dataset_id,
             model=payload.model,
             strategy=strategy,
@@ -51,8 +60,11 @@ def create_comparison(
     return comparison
 
 
-def list_comparisons(session: Session, *, limit: int = 50) -> list[Comparison]:
-    return list(session.scalars(select(Comparison).order_by(Comparison.id.desc()).limit(limit)))
+def list_comparisons(session: Session, user: User, *, limit: int = 50) -> list[Comparison]:
+    query = select(Comparison).order_by(Comparison.id.desc()).limit(limit)
+    if not user.is_admin:
+        query = query.where(Comparison.owner_id == user.id)
+    return list(session.scalars(query))
 
 
 def judge(comparison: Comparison) -> ComparisonOut:

@@ -24,6 +24,7 @@ from typing import Any
 from PIL import Image
 from sqlalchemy.orm import Session
 
+from app.accounts.models import User
 from app.config import Settings
 from app.datasets.archives import ArchiveLimits, extract_zip
 from app.datasets.images import ImageInfo, image_report, scan_class_folders
@@ -112,6 +113,7 @@ def create_image_dataset(
     train: StoredUpload,
     validation: StoredUpload | None = None,
     test: StoredUpload | None = None,
+    owner: User,
 ) -> Dataset:
     """Extract, check and keep ZIPs of class folders. Raises ArchiveError or DatasetInvalid;
     nothing is left behind then (the caller removes the uploads)."""
@@ -142,6 +144,7 @@ def create_image_dataset(
             "".join(u.sha256 for u in uploads.values() if u is not None).encode()
         ).hexdigest()
         dataset = Dataset(
+            owner_id=owner.id,
             name=(name or train.original_filename).strip()[:200] or "images",
             modality=Modality.image,
             format="zip",

@@ -14,6 +14,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.accounts.models import User
+from app.accounts.quotas import check_storage
 from app.config import Settings
 from app.datasets.columns import ColumnChoice, resolve_columns
 from app.datasets.image_datasets import create_image_dataset, is_image_archive
@@ -98,11 +100,14 @@ def create_dataset(
     text_column: str | None = None,
     label_column: str | None = None,
     text_pair_column: str | None = None,
+    owner: User,
 ) -> Dataset:
     """Parse, validate and keep an upload: a table of texts, or a ZIP of image class
     folders (image_datasets.py). Raises ParseError, ArchiveError or DatasetInvalid; the
     caller removes the temporary files either way."""
-    zips = [is_image_archive(u) for u in (train, validation, test) if u is not None]
+    uploads = [u for u in (train, validation, test) if u is not None]
+    check_storage(session, settings, owner, sum(u.size for u in uploads))
+    zips = [is_image_archive(u) for u in uploads]
     if zips[0]:
         if not all(zips):
             raise ParseError(
@@ -110,7 +115,13 @@ def create_dataset(
                 "upload class-folder ZIPs for every part"
             )
         return create_image_dataset(
-            session, settings=settings, name=name, train=train, validation=validation, test=test
+            session,
+            settings=settings,
+            name=name,
+            train=train,
+            validation=validation,
+            test=test,
+            owner=owner,
         )
     parts = [_read_part("train", train)]
     if validation is not None:
@@ -125,6 +136,7 @@ def create_dataset(
 
     content_hash = hashlib.sha256("".join(p.upload.sha256 for p in parts).encode()).hexdigest()
     dataset = Dataset(
+        owner_id=owner.id,
         name=(name or train.original_filename).strip()[:200] or "dataset",
         format=parts[0].format.value,
         files={p.name: f"{p.name}.{p.format.value}" for p in parts},
@@ -190,9 +202,15 @@ def change_columns(
     return dataset
 
 
-def get_dataset(session: Session, dataset_id: int) -> Dataset | None:
-    return session.get(Dataset, dataset_id)
+def get_dataset(session: Session, dataset_id: int, user: User) -> Dataset | None:
+    dataset = session.get(Dataset, dataset_id)
+    return (
+        dataset if dataset is not None and (user.is_admin or dataset.owner_id == user.id) else None
+    )
 
 
-def list_datasets(session: Session) -> list[Dataset]:
-    return list(session.scalars(select(Dataset).order_by(Dataset.id.desc())))
+def list_datasets(session: Session, user: User) -> list[Dataset]:
+    query = select(Dataset).order_by(Dataset.id.desc())
+    if not user.is_admin:
+        query = query.where(Dataset.owner_id == user.id)
+    return list(session.scalars(query))

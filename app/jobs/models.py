@@ -46,6 +46,8 @@ class Job(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Who may see and use it (app/web/deps.py looks every row up by id *and* owner).
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True, index=True)
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"), index=True)
     model: Mapped[str] = mapped_column(String(300))
     strategy: Mapped[Strategy] = mapped_column(_enum(Strategy, 32))
@@ -126,6 +128,7 @@ class JobOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: int
+    owner_id: int | None
     created_at: datetime
     dataset_id: int
     model: str

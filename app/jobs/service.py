@@ -14,6 +14,8 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from app import catalog
+from app.accounts.models import User
+from app.accounts.quotas import check_active_jobs
 from app.catalog import UnknownModel
 from app.config import Settings, get_settings
 from app.datasets.models import Dataset
@@ -41,12 +43,18 @@ def now() -> datetime:
 
 
 def check_model(
-    session: Session, settings: Settings, *, dataset_id: int, model: str, strategies: list[Strategy]
+    session: Session,
+    settings: Settings,
+    *,
+    dataset_id: int,
+    model: str,
+    strategies: list[Strategy],
+    owner: User,
 ) -> catalog.ModelEntry:
-    """The dataset exists, the model reads what it holds, and can run these strategies;
-    raises DatasetNotFound or UnknownModel (with the choices) otherwise."""
+    """The dataset exists (for this user), the model reads what it holds, and can run these
+    strategies; raises DatasetNotFound or UnknownModel (with the choices) otherwise."""
     dataset = session.get(Dataset, dataset_id)
-    if dataset is None:
+    if dataset is None or not (owner.is_admin or dataset.owner_id == owner.id):
         raise DatasetNotFound(f"no dataset with id {dataset_id}; upload one first")
     entry = catalog.resolve(model, settings, modality=dataset.modality)
     if entry.lora_unavailable and Strategy.finetune_lora in strategies:
@@ -63,7 +71,7 @@ def check_time_limit(settings: Settings, minutes: int | None) -> None:
         )
 
 
-def create_job(session: Session, *, payload: JobCreate, settings: Settings) -> Job:
+def create_job(session: Session, *, payload: JobCreate, settings: Settings, owner: User) -> Job:
     check_time_limit(settings, payload.params.time_limit_minutes)
     check_model(
         session,
@@ -71,8 +79,11 @@ def create_job(session: Session, *, payload: JobCreate, settings: Settings) -> J
         dataset_id=payload.dataset_id,
         model=payload.model,
         strategies=[payload.strategy],
+        owner=owner,
     )
+    check_active_jobs(session, settings, owner, 1)
     job = Job(
+        owner_id=owner.id,
         dataset_id=payload.dataset_id,
         model=payload.model,
         strategy=payload.strategy,
@@ -97,8 +108,11 @@ def send(job: Job) -> None:
     enqueue_training(job.id, queue=job.queue, time_limit=time_limit_seconds(job, get_settings()))
 
 
-def list_jobs(session: Session, *, limit: int = 50) -> list[Job]:
-    return list(session.scalars(select(Job).order_by(Job.id.desc()).limit(limit)))
+def list_jobs(session: Session, user: User, *, limit: int = 50) -> list[Job]:
+    query = select(Job).order_by(Job.id.desc()).limit(limit)
+    if not user.is_admin:
+        query = query.where(Job.owner_id == user.id)
+    return list(session.scalars(query))
 
 
 def claim(session: Session, job_id: int) -> Job | None:

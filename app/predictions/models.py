@@ -33,6 +33,8 @@ class Prediction(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    # Who may see and use it (app/web/deps.py looks every row up by id *and* owner).
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True, index=True)
     kind: Mapped[str] = mapped_column(String(8))
     # What the person gave, as data: the text itself (clipped), or the file's name.
     input_name: Mapped[str] = mapped_column(String(300))

@@ -58,7 +58,9 @@ def _create(
     write: Any,
 ) -> Prediction:
     """Commit the row, write its input folder with `write(folder)`, then enqueue."""
-    prediction = Prediction(job_id=job.id, kind=kind, input_name=input_name[:300])
+    prediction = Prediction(
+        job_id=job.id, owner_id=job.owner_id, kind=kind, input_name=input_name[:300]
+    )
     session.add(prediction)
     session.flush()
     target = folder(settings, prediction.id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, HTTPException, UploadFile
+from fastapi import APIRouter, Depends, File, Form, HTTPException, UploadFile
 from fastapi.responses import FileResponse
 
 from app import catalog
@@ -18,12 +18,17 @@ from app.jobs import artifacts, overfitting
 from app.jobs import service as jobs
 from app.jobs.models import Device, JobCreate, JobOut, MetricSeries
 from app.jobs.recommend import recommend_for
+from app.web.auth import UserDep, check_csrf, current_user
 from app.web.deps import ComparisonDep, DatasetDep, JobDep, QueryDatasetDep, SessionDep, SettingsDep
 from app.web.exports import export_response
 from app.workers import service as workers
 from app.workers.models import Fleet
 
-router = APIRouter(prefix="/api/v1", tags=["api"])
+router = APIRouter(
+    prefix="/api/v1",
+    tags=["api"],
+    dependencies=[Depends(current_user), Depends(check_csrf)],  # every route: signed in
+)
 
 OptionalForm = Annotated[str | None, Form()]
 # A dataset's stored images never change, so browsers may keep their thumbnails.
@@ -34,6 +39,7 @@ IMMUTABLE = {"Cache-Control": "private, max-age=86400, immutable"}
 def upload_dataset(
     session: SessionDep,
     settings: SettingsDep,
+    user: UserDep,
     file: Annotated[
         UploadFile,
         File(description="CSV, TSV, JSONL or Parquet; or a ZIP of image class folders"),
@@ -67,6 +73,7 @@ def upload_dataset(
             text_column=text_column or None,
             label_column=label_column or None,
             text_pair_column=text_pair_column or None,
+            owner=user,
         )
     finally:
         for upload_copy in stored.values():
@@ -75,8 +82,8 @@ def upload_dataset(
 
 
 @router.get("/datasets", response_model=list[DatasetOut])
-def list_datasets(session: SessionDep) -> list[DatasetOut]:
-    return [DatasetOut.model_validate(d) for d in datasets.list_datasets(session)]
+def list_datasets(session: SessionDep, user: UserDep) -> list[DatasetOut]:
+    return [DatasetOut.model_validate(d) for d in datasets.list_datasets(session, user)]
 
 
 @router.get("/datasets/{dataset_id}", response_model=DatasetOut)
@@ -125,13 +132,16 @@ def list_models(settings: SettingsDep) -> list[dict[str, object]]:
 
 
 @router.post("/jobs", status_code=201, response_model=JobOut)
-def create_job(body: JobCreate, session: SessionDep, settings: SettingsDep) -> JobOut:
-    return JobOut.model_validate(jobs.create_job(session, payload=body, settings=settings))
+def create_job(
+    body: JobCreate, session: SessionDep, settings: SettingsDep, user: UserDep
+) -> JobOut:
+    job = jobs.create_job(session, payload=body, settings=settings, owner=user)
+    return JobOut.model_validate(job)
 
 
 @router.get("/jobs", response_model=list[JobOut])
-def list_jobs(session: SessionDep) -> list[JobOut]:
-    return [JobOut.model_validate(j) for j in jobs.list_jobs(session)]
+def list_jobs(session: SessionDep, user: UserDep) -> list[JobOut]:
+    return [JobOut.model_validate(j) for j in jobs.list_jobs(session, user)]
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut)
@@ -174,16 +184,16 @@ def cancel_job(job: JobDep, session: SessionDep) -> JobOut:
 
 @router.post("/comparisons", status_code=201, response_model=ComparisonOut)
 def create_comparison(
-    body: ComparisonCreate, session: SessionDep, settings: SettingsDep
+    body: ComparisonCreate, session: SessionDep, settings: SettingsDep, user: UserDep
 ) -> ComparisonOut:
     return comparisons.judge(
-        comparisons.create_comparison(session, payload=body, settings=settings)
+        comparisons.create_comparison(session, payload=body, settings=settings, owner=user)
     )
 
 
 @router.get("/comparisons", response_model=list[ComparisonOut])
-def list_comparisons(session: SessionDep) -> list[ComparisonOut]:
-    return [comparisons.judge(c) for c in comparisons.list_comparisons(session)]
+def list_comparisons(session: SessionDep, user: UserDep) -> list[ComparisonOut]:
+    return [comparisons.judge(c) for c in comparisons.list_comparisons(session, user)]
 
 
 @router.get("/comparisons/{comparison_id}", response_model=ComparisonOut)

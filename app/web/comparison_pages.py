@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
 from app.comparisons import service as comparisons
+from app.web.auth import UserDep, check_csrf, current_user
 from app.web.deps import ComparisonDep, SessionDep
 from app.web.templating import render
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(
+    include_in_schema=False, dependencies=[Depends(current_user), Depends(check_csrf)]
+)
 
 
 @router.get("/comparisons", response_class=HTMLResponse)
-def comparison_list(request: Request, session: SessionDep) -> Response:
-    items = [(c, comparisons.judge(c)) for c in comparisons.list_comparisons(session, limit=100)]
+def comparison_list(request: Request, session: SessionDep, user: UserDep) -> Response:
+    mine = comparisons.list_comparisons(session, user, limit=100)
+    items = [(c, comparisons.judge(c)) for c in mine]
     return render(request, "comparisons/list.html", {"items": items})
 
 

@@ -4,25 +4,30 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, Response
 
 from app.datasets import service as datasets
 from app.datasets.parsing import ParseError
 from app.datasets.validation import DatasetInvalid
+from app.web.auth import UserDep, check_csrf, current_user
 from app.web.deps import DatasetDep, SessionDep, SettingsDep
 from app.web.templating import render
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(
+    include_in_schema=False, dependencies=[Depends(current_user), Depends(check_csrf)]
+)
 
 
 @router.get("/datasets", response_class=HTMLResponse)
-def dataset_list(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+def dataset_list(
+    request: Request, session: SessionDep, settings: SettingsDep, user: UserDep
+) -> Response:
     return render(
         request,
         "datasets/list.html",
         {
-            "datasets": datasets.list_datasets(session),
+            "datasets": datasets.list_datasets(session, user),
             "max_upload_mib": settings.max_upload_bytes // (1024 * 1024),
         },
     )

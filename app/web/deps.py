@@ -1,51 +1,67 @@
-"""Dependency aliases shared by the API and the pages."""
+"""Dependency aliases shared by the API and the pages.
+
+Every object is looked up by id *and* owner: another user's id answers exactly as an id
+that does not exist (404), so existence is not revealed. Admins see everything.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, HTTPException
+from sqlalchemy import Select
 from sqlalchemy.orm import Session
 
+from app.accounts.models import User
 from app.comparisons.models import Comparison
 from app.config import Settings, get_settings
 from app.datasets.models import Dataset
 from app.db import session_scope
 from app.jobs.models import Job
 from app.predictions.models import Prediction
+from app.web.auth import UserDep
 
 SessionDep = Annotated[Session, Depends(session_scope)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 T = TypeVar("T")
 
 
-def _found(session: Session, table: type[T], object_id: int, *, status: int = 404) -> T:
+def visible(user: User, row: Any) -> bool:
+    return user.is_admin or getattr(row, "owner_id", None) == user.id
+
+
+def owned(query: Select[Any], table: Any, user: User) -> Select[Any]:
+    """`query` narrowed to the rows `user` may see."""
+    return query if user.is_admin else query.where(table.owner_id == user.id)
+
+
+def _found(session: Session, user: User, table: type[T], object_id: int, *, status: int = 404) -> T:
     row = session.get(table, object_id)
-    if row is None:
+    if row is None or not visible(user, row):
         name = table.__name__.lower()
         raise HTTPException(status, f"no {name} with id {object_id}")
     return row
 
 
-def _dataset(dataset_id: int, session: SessionDep) -> Dataset:
-    return _found(session, Dataset, dataset_id)
+def _dataset(dataset_id: int, session: SessionDep, user: UserDep) -> Dataset:
+    return _found(session, user, Dataset, dataset_id)
 
 
-def _query_dataset(dataset_id: int, session: SessionDep) -> Dataset:
+def _query_dataset(dataset_id: int, session: SessionDep, user: UserDep) -> Dataset:
     """A dataset named in the query string; unknown ids are a 422 there, not a 404."""
-    return _found(session, Dataset, dataset_id, status=422)
+    return _found(session, user, Dataset, dataset_id, status=422)
 
 
-def _job(job_id: int, session: SessionDep) -> Job:
-    return _found(session, Job, job_id)
+def _job(job_id: int, session: SessionDep, user: UserDep) -> Job:
+    return _found(session, user, Job, job_id)
 
 
-def _comparison(comparison_id: int, session: SessionDep) -> Comparison:
-    return _found(session, Comparison, comparison_id)
+def _comparison(comparison_id: int, session: SessionDep, user: UserDep) -> Comparison:
+    return _found(session, user, Comparison, comparison_id)
 
 
-def _prediction(prediction_id: int, session: SessionDep) -> Prediction:
-    return _found(session, Prediction, prediction_id)
+def _prediction(prediction_id: int, session: SessionDep, user: UserDep) -> Prediction:
+    return _found(session, user, Prediction, prediction_id)
 
 
 DatasetDep = Annotated[Dataset, Depends(_dataset)]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from app.accounts.quotas import QuotaExceeded
+from app.accounts.service import AccountInvalid
 from app.catalog import UnknownModel
 from app.datasets.archives import ArchiveError
 from app.datasets.parsing import ParseError
@@ -27,6 +29,10 @@ def error_body(exc: Exception) -> tuple[int, dict[str, object]]:
         return 422, {"detail": str(exc)}
     if isinstance(exc, JobConflict):
         return 409, {"detail": str(exc)}
+    if isinstance(exc, QuotaExceeded):
+        return 429, {"detail": str(exc)}
+    if isinstance(exc, AccountInvalid):
+        return 422, {"detail": str(exc)}
     raise exc
 
 
@@ -40,6 +46,8 @@ DOMAIN_ERRORS = (
     JobConflict,
     PredictionRefused,
     InvalidJob,
+    QuotaExceeded,
+    AccountInvalid,
 )
 
 

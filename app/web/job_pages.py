@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from app import catalog
+from app.accounts.models import User
 from app.comparisons import service as comparisons
 from app.comparisons.models import ComparisonCreate
 from app.config import Settings
@@ -20,11 +21,14 @@ from app.jobs import service as jobs
 from app.jobs.models import Device, JobCreate
 from app.jobs.recommend import recommend_for
 from app.jobs.strategies import CONCRETE, Strategy
+from app.web.auth import UserDep, check_csrf, current_user
 from app.web.deps import JobDep, SessionDep, SettingsDep
 from app.web.errors import DOMAIN_ERRORS, error_body
 from app.web.templating import render
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(
+    include_in_schema=False, dependencies=[Depends(current_user), Depends(check_csrf)]
+)
 
 # Form fields that are job params; empty ones fall back to the defaults.
 PARAM_FIELDS = (
@@ -42,9 +46,9 @@ PARAM_FIELDS = (
 )
 
 
-def _form_context(session: Session, settings: Settings, **extra: Any) -> dict[str, Any]:
+def _form_context(session: Session, settings: Settings, user: User, **extra: Any) -> dict[str, Any]:
     return {
-        "datasets": datasets.list_datasets(session),
+        "datasets": datasets.list_datasets(session, user),
         "models": catalog.list_models(settings),
         "strategies": list(Strategy),
         "concrete": CONCRETE,
@@ -58,10 +62,14 @@ def _form_context(session: Session, settings: Settings, **extra: Any) -> dict[st
 
 @router.get("/jobs/new", response_class=HTMLResponse)
 def new_job(
-    request: Request, session: SessionDep, settings: SettingsDep, dataset_id: int | None = None
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    user: UserDep,
+    dataset_id: int | None = None,
 ) -> Response:
     values = {"dataset_id": dataset_id} if dataset_id else {}
-    return render(request, "jobs/new.html", _form_context(session, settings, values=values))
+    return render(request, "jobs/new.html", _form_context(session, settings, user, values=values))
 
 
 @router.get("/jobs/recommendation", response_class=HTMLResponse)
@@ -69,12 +77,13 @@ def recommendation(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
+    user: UserDep,
     dataset_id: int = 0,
     model: str = "",
     device: str = "auto",
 ) -> Response:
     """The form's "Auto would pick …" line, refreshed as the choices change."""
-    dataset = datasets.get_dataset(session, dataset_id)
+    dataset = datasets.get_dataset(session, dataset_id, user)
     choice, note = None, None
     if dataset is not None and device in Device.__members__:
         try:
@@ -103,7 +112,9 @@ def _payload(values: dict[str, str], choice: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.post("/jobs", response_class=HTMLResponse)
-async def submit_job(request: Request, session: SessionDep, settings: SettingsDep) -> Response:
+async def submit_job(
+    request: Request, session: SessionDep, settings: SettingsDep, user: UserDep
+) -> Response:
     """One job, or with the Compare button one job per ticked strategy as a comparison."""
     form = await request.form()
     values = {k: v for k, v in form.items() if isinstance(v, str)}
@@ -113,28 +124,32 @@ async def submit_job(request: Request, session: SessionDep, settings: SettingsDe
             request_body = ComparisonCreate.model_validate(
                 _payload(values, {"strategies": compare})
             )
-            group = comparisons.create_comparison(session, payload=request_body, settings=settings)
+            group = comparisons.create_comparison(
+                session, payload=request_body, settings=settings, owner=user
+            )
             return RedirectResponse(f"/comparisons/{group.id}", status_code=303)
         payload = JobCreate.model_validate(
             _payload(values, {"strategy": values.get("strategy", "")})
         )
-        job = jobs.create_job(session, payload=payload, settings=settings)
+        job = jobs.create_job(session, payload=payload, settings=settings, owner=user)
     except ValidationError as exc:
         messages = [f"{e['loc'][-1] if e['loc'] else 'form'}: {e['msg']}" for e in exc.errors()]
-        context = _form_context(session, settings, values=values, compare=compare, errors=messages)
+        context = _form_context(
+            session, settings, user, values=values, compare=compare, errors=messages
+        )
         return render(request, "jobs/new.html", context, status=422)
     except DOMAIN_ERRORS as exc:
         status, body = error_body(exc)
         context = _form_context(
-            session, settings, values=values, compare=compare, errors=[str(body["detail"])]
+            session, settings, user, values=values, compare=compare, errors=[str(body["detail"])]
         )
         return render(request, "jobs/new.html", context, status=status)
     return RedirectResponse(f"/jobs/{job.id}", status_code=303)
 
 
 @router.get("/jobs", response_class=HTMLResponse)
-def job_list(request: Request, session: SessionDep) -> Response:
-    return render(request, "jobs/list.html", {"jobs": jobs.list_jobs(session, limit=200)})
+def job_list(request: Request, session: SessionDep, user: UserDep) -> Response:
+    return render(request, "jobs/list.html", {"jobs": jobs.list_jobs(session, user, limit=200)})
 
 
 def _job_context(session: Session, job: Any) -> dict[str, Any]:

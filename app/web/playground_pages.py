@@ -5,18 +5,21 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import HTMLResponse, Response
 
 from app.db import get_sessionmaker
 from app.predictions import service as predictions
 from app.predictions.models import Prediction
+from app.web.auth import check_csrf, current_user
 from app.web.deps import JobDep, PredictionDep, SessionDep, SettingsDep
 from app.web.errors import DOMAIN_ERRORS, error_body
 from app.web.predictions_api import ask_batch, ask_one
 from app.web.templating import render
 
-router = APIRouter(include_in_schema=False)
+router = APIRouter(
+    include_in_schema=False, dependencies=[Depends(current_user), Depends(check_csrf)]
+)
 TEMPLATE = "jobs/_prediction.html"
 # Long enough that a warm predict worker's answer arrives with the form's response.
 INLINE_WAIT_SECONDS = 3.0

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, HTTPException, Query, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Response, UploadFile
 from fastapi.responses import FileResponse
 from sqlalchemy.orm import Session
 
@@ -16,9 +16,14 @@ from app.db import get_sessionmaker
 from app.jobs.models import Job
 from app.predictions import service as predictions
 from app.predictions.models import Prediction, PredictionOut
+from app.web.auth import check_csrf, current_user
 from app.web.deps import JobDep, PredictionDep, SessionDep, SettingsDep
 
-router = APIRouter(prefix="/api/v1", tags=["playground"])
+router = APIRouter(
+    prefix="/api/v1",
+    tags=["playground"],
+    dependencies=[Depends(current_user), Depends(check_csrf)],
+)
 
 
 def _stored(upload: UploadFile, settings: Settings) -> StoredUpload:

@@ -79,5 +79,13 @@ def render(
     status: int = 200,
     block: str | None = None,
 ) -> Response:
-    """A whole page, or with ``block`` one of its named fragments (for htmx swaps)."""
+    """A whole page, or with ``block`` one of its named fragments (for htmx swaps). Every
+    page gets the session's CSRF token and the signed-in user (None on the login pages)."""
+    from app.web.auth import csrf_token
+
+    context = {
+        "csrf_token": csrf_token(request),
+        "current_user": getattr(request.state, "user", None),
+        **context,
+    }
     return templates.TemplateResponse(request, name, context, status_code=status, block_name=block)
