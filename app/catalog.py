@@ -23,7 +23,31 @@ from typing import Any
 
 from app.config import Settings
 
-HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]{0,95}$")
+# A Hub id is "namespace/name", each part 1-96 of [A-Za-z0-9_.-], starting with a letter or
+# digit and ending with a letter, digit or "_" (huggingface_hub's validate_repo_id). Checked
+# with fullmatch, plus the Hub's own refusals of ".." and "--": nothing that can carry a
+# scheme, host, path, revision ("@"), query or escape gets through.
+HUB_ID = re.compile(
+    r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?/[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?"
+)
+
+# The weights files a model folder may hold: safetensors only, never pickles.
+SAFETENSORS_FILES = ("model.safetensors", "model.safetensors.index.json")
+PICKLED_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.ckpt", "model.pt")
+# The JSON files in which a Hugging Face folder can point at its own Python code.
+CODE_CONFIGS = ("config.json", "tokenizer_config.json", "preprocessor_config.json")
+
+
+def is_hub_id(model_id: str) -> bool:
+    """Whether `model_id` has the Hub's "namespace/name" form (never a URL or a path)."""
+    return (
+        isinstance(model_id, str)
+        and HUB_ID.fullmatch(model_id) is not None
+        and ".." not in model_id
+        and "--" not in model_id
+        and not model_id.lower().endswith(".git")
+        and not model_id.startswith("local/")  # a missing local folder, not a Hub id
+    )
 
 
 class UnknownModel(ValueError):
@@ -134,14 +158,63 @@ def _folder_model_type(folder: Path) -> str | None:
     return model_type if isinstance(model_type, str) else None
 
 
+def folder_problem(folder: Path) -> str | None:
+    """Why Tuneboard refuses to load the model folder, or None: its weights must be
+    safetensors (a pickled checkpoint runs code when loaded) and it must not need its own
+    code (trust_remote_code)."""
+    for name in CODE_CONFIGS:
+        try:
+            config = json.loads((folder / name).read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(config, dict) and config.get("auto_map"):
+            return (
+                f"the model folder {folder.name} requires its own code (trust_remote_code: "
+                f"auto_map in {name}), which Tuneboard never runs; use a model whose "
+                "architecture transformers ships"
+            )
+    if not any((folder / name).is_file() for name in SAFETENSORS_FILES):
+        pickled = [name for name in PICKLED_FILES if (folder / name).is_file()]
+        found = f" (it holds {', '.join(pickled)})" if pickled else ""
+        return (
+            f"the model folder {folder.name} has no safetensors weights (model.safetensors)"
+            f"{found}; pickled checkpoints (pytorch_model.bin) are never loaded, as unpickling "
+            "can run code. Download the model's model.safetensors, or convert it once on a "
+            "machine you trust: AutoModel.from_pretrained(folder).save_pretrained(folder) "
+            "writes model.safetensors"
+        )
+    return None
+
+
+def _model_folders(root: Path) -> list[Path]:
+    """The direct subfolders of `root` holding a config.json, never one that (through a
+    symlink) lies outside it."""
+    try:
+        real_root = root.resolve(strict=True)
+        children = list(root.iterdir())
+    except OSError:
+        return []
+    folders = []
+    for p in children:
+        try:
+            inside = p.resolve(strict=True).is_relative_to(real_root)
+        except (OSError, RuntimeError):  # a dangling or looping symlink
+            continue
+        if inside and p.is_dir() and (p / "config.json").is_file():
+            folders.append(p)
+    return sorted(folders)
+
+
 def _local_entries(settings: Settings) -> list[ModelEntry]:
     entries = []
     for root in settings.model_roots:
-        if not root.is_dir():
-            continue
-        for folder in sorted(p for p in root.iterdir() if (p / "config.json").is_file()):
+        for folder in _model_folders(root):
             modality = folder_modality(folder)
             lora = LORA_UNAVAILABLE.get(_folder_model_type(folder) or "")
+            problem = folder_problem(folder)
+            description = f"Local {modality} model folder {folder}"
+            if problem is not None:
+                description += f". Cannot be used: {problem}"
             entries.append(
                 ModelEntry(
                     id=f"local/{folder.name}",
@@ -149,7 +222,7 @@ def _local_entries(settings: Settings) -> list[ModelEntry]:
                     source="local",
                     modality=modality,
                     parameters=_estimate_parameters(folder),
-                    description=f"Local {modality} model folder {folder}",
+                    description=description,
                     path=str(folder),
                     lora_unavailable=lora if modality == "image" else None,
                 )
@@ -204,10 +277,14 @@ def resolve(model_id: str, settings: Settings, *, modality: str | None = None) -
                     f"{', '.join(fitting) or 'none installed'}"
                 )
             return entry
-    if settings.allow_hub_models and HUB_ID.match(model_id):
+    if settings.allow_hub_models and is_hub_id(model_id):
         return ModelEntry(
             model_id, model_id, "hub", modality or "text", None, "Hugging Face Hub", None
         )
     known = ", ".join(e.id for e in list_models(settings)) or "none installed"
-    hint = "" if settings.allow_hub_models else " (Hub ids are off: this machine is offline)"
-    raise UnknownModel(f"unknown model '{model_id}'; choose one of: {known}{hint}")
+    if settings.allow_hub_models:
+        hint = " or a Hugging Face Hub id (namespace/name; never a URL or a path)"
+    else:
+        hint = " (Hub ids are off: this machine is offline)"
+    shown = model_id if len(model_id) <= 200 else model_id[:200] + "…"
+    raise UnknownModel(f"unknown model {shown!r}; choose one of: {known}{hint}")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
-from app.catalog import ModelEntry
+from app.catalog import ModelEntry, folder_problem, is_hub_id
 from app.jobs.models import Device
 
 # Only these files are fetched from the Hub: configs, tokenizers and safetensors weights —
@@ -12,12 +14,37 @@ from app.jobs.models import Device
 HUB_PATTERNS = ["*.json", "*.txt", "*.model", "*.safetensors"]
 
 
+def check_model_folder(folder: str | Path) -> None:
+    """Raise ValueError (the job's reason) when the folder holds no safetensors weights or
+    asks for its own code; Tuneboard loads neither pickles nor remote code."""
+    problem = folder_problem(Path(folder))
+    if problem is not None:
+        raise ValueError(problem)
+
+
 def local_model_path(entry: ModelEntry) -> str:
+    """The entry's folder (or packaged checkpoint file), downloading a Hub id first. Every
+    Hugging Face folder is checked before anything in it is loaded."""
     if entry.path is not None:
+        if Path(entry.path).is_dir():
+            check_model_folder(entry.path)
         return entry.path
+    # Defence in depth: the catalogue only makes Hub entries from valid ids, but nothing that
+    # is not one (a URL, a path, an id with a revision) ever reaches the downloader.
+    if entry.source != "hub" or not is_hub_id(entry.id):
+        raise ValueError(
+            f"model {entry.id!r} is not a catalogue entry or a Hugging Face Hub id "
+            "(namespace/name); URLs and paths are never model sources"
+        )
     from huggingface_hub import snapshot_download
 
-    return snapshot_download(entry.id, allow_patterns=HUB_PATTERNS)
+    # The revision is always the default branch and the endpoint the configured one; the id
+    # cannot choose either.
+    folder = snapshot_download(
+        entry.id, repo_type="model", revision="main", allow_patterns=HUB_PATTERNS
+    )
+    check_model_folder(folder)
+    return folder
 
 
 def pick_device(choice: Device) -> str:

@@ -195,7 +195,18 @@ def hub_preprocessing(folder: Path) -> dict[str, Any]:
             f"the model folder {folder.name} has no preprocessor_config.json, so its input "
             "size and normalisation are unknown; save its image processor into the folder"
         )
-    config = json.loads(path.read_text())
+    try:
+        config = json.loads(path.read_text())
+    except ValueError as exc:
+        raise ValueError(
+            f"the preprocessor_config.json of the model folder {folder.name} is not valid "
+            f"JSON ({exc}); save its image processor into the folder again"
+        ) from exc
+    if not isinstance(config, dict):
+        raise ValueError(
+            f"the preprocessor_config.json of the model folder {folder.name} is not a JSON "
+            "object; save its image processor into the folder again"
+        )
     size = config.get("size", {})
     crop = config.get("crop_size") or {}
     if isinstance(size, int):
@@ -255,18 +266,30 @@ class HubImageClassifier(_ImageRowsFrom):
     def load(cls, spec: TrainSpec, device: torch.device) -> HubImageClassifier:
         from transformers import AutoModelForImageClassification
 
+        from worker.model_source import check_model_folder
+
         assert isinstance(spec.examples, ImageExamples)
         names = list(spec.label_names)
-        model = AutoModelForImageClassification.from_pretrained(
-            spec.model_path,
-            num_labels=len(names),
-            id2label=dict(enumerate(names)),
-            label2id={name: i for i, name in enumerate(names)},
-            ignore_mismatched_sizes=True,  # the pretrained head has other classes
-            use_safetensors=True,  # never unpickle a checkpoint
-            trust_remote_code=False,
-            dtype=torch.float32,
-        )
+        if Path(spec.model_path).is_dir():  # no pickles, no code of its own
+            check_model_folder(spec.model_path)
+        try:
+            model = AutoModelForImageClassification.from_pretrained(
+                spec.model_path,
+                num_labels=len(names),
+                id2label=dict(enumerate(names)),
+                label2id={name: i for i, name in enumerate(names)},
+                ignore_mismatched_sizes=True,  # the pretrained head has other classes
+                use_safetensors=True,  # never unpickle a checkpoint
+                trust_remote_code=False,
+                dtype=torch.float32,
+            )
+        except OSError as exc:
+            if "safetensors" not in str(exc):
+                raise
+            raise ValueError(
+                f"the model at {spec.model_path} has no safetensors weights "
+                "(model.safetensors); pickled checkpoints (pytorch_model.bin) are never loaded"
+            ) from exc
         return cls(on_device(model, device), spec, spec.examples)
 
     def logits(self, model: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:

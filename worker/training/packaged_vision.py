@@ -9,6 +9,7 @@ a missing one breaks only the model that needs it, with an error that says what 
 from __future__ import annotations
 
 import os
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 
@@ -56,11 +57,26 @@ def weights_path(architecture: str) -> Path:
     return path
 
 
+def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a .pth checkpoint. A .pth is a pickle, and unpickling can run code, so
+    it is read with `weights_only=True`: only tensors and plain containers come out of it,
+    and a file holding anything else (a class, a function to call) raises ValueError."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ValueError(
+            f"the checkpoint {path.name} holds more than tensors (objects that would run "
+            "code when unpickled); Tuneboard loads .pth files with weights_only=True only. "
+            "Reinstall the weights' package, or save a plain state_dict"
+        ) from exc
+    if not isinstance(state, dict):
+        raise ValueError(f"the checkpoint {path.name} is not a state_dict")
+    return state
+
+
 def pretrained(architecture: str) -> ImageClassifier:
     """The 1000-class ImageNet network in eval mode; call `reset_classifier` for new labels."""
     path = weights_path(architecture)
     model = build(architecture, num_classes=1000)
-    # weights_only: a .pth is a pickle, and only tensors may come out of it, never code.
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    model.load_state_dict(state, strict=True)
+    model.load_state_dict(load_state_dict(path), strict=True)
     return model.eval()

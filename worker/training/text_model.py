@@ -26,17 +26,35 @@ from worker.training.text_data import BatchSource, tokenize_once
 
 
 def load_text_model(model_path: str, label_names: list[str]) -> tuple[Any, PreTrainedModel]:
-    """Tokenizer and model with a new classification head sized for `label_names`."""
-    tokenizer = AutoTokenizer.from_pretrained(model_path, use_fast=True, trust_remote_code=False)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        model_path,
-        num_labels=len(label_names),
-        id2label=dict(enumerate(label_names)),
-        label2id={name: i for i, name in enumerate(label_names)},
-        use_safetensors=True,  # never unpickle a checkpoint
-        trust_remote_code=False,
-        dtype=torch.float32,  # master weights in fp32 whatever the checkpoint holds
-    )
+    """Tokenizer and model with a new classification head sized for `label_names`.
+
+    Only safetensors weights and transformers' own code are ever loaded: a folder with a
+    pickled checkpoint only, or one asking for its own code, raises ValueError saying so."""
+    from worker.model_source import check_model_folder
+
+    if Path(model_path).is_dir():
+        check_model_folder(model_path)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            model_path, use_fast=True, trust_remote_code=False
+        )
+        model = AutoModelForSequenceClassification.from_pretrained(
+            model_path,
+            num_labels=len(label_names),
+            id2label=dict(enumerate(label_names)),
+            label2id={name: i for i, name in enumerate(label_names)},
+            use_safetensors=True,  # never unpickle a checkpoint
+            trust_remote_code=False,
+            dtype=torch.float32,  # master weights in fp32 whatever the checkpoint holds
+        )
+    except OSError as exc:
+        if "safetensors" not in str(exc):
+            raise
+        # use_safetensors=True refuses to fall back to pytorch_model.bin: say why.
+        raise ValueError(
+            f"the model at {model_path} has no safetensors weights (model.safetensors); "
+            "pickled checkpoints (pytorch_model.bin) are never loaded"
+        ) from exc
     return tokenizer, model
 
 
