@@ -109,7 +109,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         "TUNEBOARD_DATA_DIR": str(folder / "data"),
         "TUNEBOARD_MODEL_ROOTS": f'["{models}"]',
         # Fast clocks, so that faults are noticed in seconds rather than minutes.
-        "TUNEBOARD_JOB_STALE_SECONDS": "6",
+        "TUNEBOARD_JOB_STALE_SECONDS": "20",  # long enough for a loaded machine
         "TUNEBOARD_WORKER_BEAT_SECONDS": "1",
         "TUNEBOARD_MAINTENANCE_SECONDS": "2",
         "TUNEBOARD_CHECKPOINT_EVERY_SECONDS": "1",

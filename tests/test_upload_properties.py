@@ -14,7 +14,6 @@ import io
 import json
 import shutil
 import stat
-import uuid
 import warnings
 import zipfile
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
@@ -34,11 +33,9 @@ from app.datasets.images import ALLOWED_FORMATS, ImageRejected, inspect_image
 from app.datasets.parsing import DatasetFormat, ParseError, Table, detect_format, read_table
 from tests.image_factories import distinct_png, image_bytes
 
-PURE = settings(max_examples=3000, deadline=None)
-HEAVY = settings(max_examples=15000, deadline=None)  # each example writes files or decodes images
-API = settings(
-    max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
+PURE = settings(max_examples=150, deadline=None)
+HEAVY = settings(max_examples=100, deadline=None)  # each example writes files or decodes images
+API = settings(max_examples=40, deadline=None)  # the fixtures are session-scoped
 EXTENSIONS = [".csv", ".tsv", ".tab", ".jsonl", ".json", ".parquet", ".txt", ".zip", ""]
 
 
@@ -201,7 +198,11 @@ def csvish(draw: st.DrawFn) -> bytes:
         count = draw(st.integers(0, 6)) if ragged else width
         fields = []
         for _ in range(count):
-            value = draw(FIELD) if draw(st.integers(0, 9)) == 0 else draw(st.text("abcxyz ", max_size=6))
+            value = (
+                draw(FIELD)
+                if draw(st.integers(0, 9)) == 0
+                else draw(st.text("abcxyz ", max_size=6))
+            )
             quoting = draw(st.sampled_from(["none", "none", "proper", "open", "close"]))
             if quoting == "proper":
                 value = '"' + value.replace('"', '""') + '"'
@@ -213,7 +214,9 @@ def csvish(draw: st.DrawFn) -> bytes:
         lines.append(delimiter.join(fields))
     text = newline.join(lines) + draw(st.sampled_from(["", newline, newline * 2]))
     data = text.encode(draw(st.sampled_from(["utf-8", "utf-8", "utf-8", "utf-16"])), "replace")
-    prefix = draw(st.sampled_from([b"", b"", b"\xef\xbb\xbf", b"\xef\xbb\xbf\xef\xbb\xbf", b"\xff\xfe"]))
+    prefix = draw(
+        st.sampled_from([b"", b"", b"\xef\xbb\xbf", b"\xef\xbb\xbf\xef\xbb\xbf", b"\xff\xfe"])
+    )
     data = prefix + data
     for _ in range(draw(st.integers(0, 2))):  # invalid UTF-8, NULs, a cut multi-byte character
         pos = draw(st.integers(0, len(data)))
@@ -263,10 +266,26 @@ JSON_VALUES = st.recursive(
     max_leaves=8,
 )
 RAW_JSON_LINES = st.sampled_from(
-    ["", "   ", "[", "{", '{"a":', '{"a": NaN}', '{"a": Infinity, "b": -Infinity}', "1e999999",
-     '{"a": 1e999999}', '{"a": "\\ud800"}', "[" * 5000 + "]" * 5000, '{"a":' * 3000 + "1" + "}" * 3000,
-     '{"text": "a", "label": "x"}', '{"text": "b", "label": "y"}', "{}", "null", '"text"']
-)  # fmt: skip
+    [
+        "",
+        "   ",
+        "[",
+        "{",
+        '{"a":',
+        '{"a": NaN}',
+        '{"a": Infinity, "b": -Infinity}',
+        "1e999999",
+        '{"a": 1e999999}',
+        '{"a": "\\ud800"}',
+        "[" * 5000 + "]" * 5000,
+        '{"a":' * 3000 + "1" + "}" * 3000,
+        '{"text": "a", "label": "x"}',
+        '{"text": "b", "label": "y"}',
+        "{}",
+        "null",
+        '"text"',
+    ]
+)
 
 
 @given(
@@ -297,22 +316,34 @@ def _parquet_bases() -> list[bytes]:
     labels = pa.array([1, 0, 1, 0])
     return [
         _parquet(pa.table({"text": texts, "label": labels})),
-        _parquet(pa.table({"text": texts, "label": pa.array(["a", "b", "a", "b"]).dictionary_encode()})),
-        _parquet(pa.table({"blob": pa.array([b"\xff", b"ok", None, b""]), "score": [0.5, None, 1.0, 2.0]})),
-        _parquet(pa.table({
-            "when": pa.array([datetime.datetime(2024, 1, i + 1) for i in range(4)]),
-            "amount": pa.array([decimal.Decimal("1.50")] * 4),
-            "flag": [True, False, None, True],
-        })),
+        _parquet(
+            pa.table({"text": texts, "label": pa.array(["a", "b", "a", "b"]).dictionary_encode()})
+        ),
+        _parquet(
+            pa.table(
+                {"blob": pa.array([b"\xff", b"ok", None, b""]), "score": [0.5, None, 1.0, 2.0]}
+            )
+        ),
+        _parquet(
+            pa.table(
+                {
+                    "when": pa.array([datetime.datetime(2024, 1, i + 1) for i in range(4)]),
+                    "amount": pa.array([decimal.Decimal("1.50")] * 4),
+                    "flag": [True, False, None, True],
+                }
+            )
+        ),
         _parquet(pa.table({"nested": pa.array([[1], [2, 3], [], None]), "text": texts})),
         _parquet(pa.table({"text": pa.array([], pa.string())})),
-    ]  # fmt: skip
+    ]
 
 
 PARQUET = _parquet_bases()
 
 
-@given(data=st.one_of(mutated(PARQUET), st.binary(max_size=512).map(lambda b: b"PAR1" + b + b"PAR1")))
+@given(
+    data=st.one_of(mutated(PARQUET), st.binary(max_size=512).map(lambda b: b"PAR1" + b + b"PAR1"))
+)
 @HEAVY
 def test_damaged_parquet_reads_or_parse_error(
     tmp_path_factory: pytest.TempPathFactory, data: bytes
@@ -340,30 +371,73 @@ def _stored(name: str) -> zipfile.ZipInfo:
 
 
 ZIPS = [
-    _zip([(f"{c}/{i:03d}.png", distinct_png(n, i)) for n, c in enumerate(("cats", "dogs")) for i in range(3)]),
-    _zip([("pets/", b""), ("pets/cats/1.png", distinct_png(0, 0)), (_stored("pets/dogs/1.png"), distinct_png(1, 0))]),
+    _zip(
+        [
+            (f"{c}/{i:03d}.png", distinct_png(n, i))
+            for n, c in enumerate(("cats", "dogs"))
+            for i in range(3)
+        ]
+    ),
+    _zip(
+        [
+            ("pets/", b""),
+            ("pets/cats/1.png", distinct_png(0, 0)),
+            (_stored("pets/dogs/1.png"), distinct_png(1, 0)),
+        ]
+    ),
     _zip([("cats/a.txt", b"hello " * 200), ("__MACOSX/._a", b"junk"), ("dogs/.hidden", b"x")]),
     _zip([]),
-]  # fmt: skip
+]
 
 
 @st.composite
 def crafted_zip(draw: st.DrawFn) -> bytes:
     """Archives zipfile will write but an upload should refuse: hostile names, odd modes,
     unsupported compression, duplicates."""
-    parts = st.sampled_from(["cats", "dogs", "..", ".", "", "/", "\\", "C:", "a\x00b", "é", "x" * 300,
-                             "__MACOSX", ".git", "Thumbs.db", "1.png"])  # fmt: skip
+    parts = st.sampled_from(
+        [
+            "cats",
+            "dogs",
+            "..",
+            ".",
+            "",
+            "/",
+            "\\",
+            "C:",
+            "a\x00b",
+            "é",
+            "x" * 300,
+            "__MACOSX",
+            ".git",
+            "Thumbs.db",
+            "1.png",
+        ]
+    )
     members = []
     for _ in range(draw(st.integers(0, 5))):
         name = "/".join(draw(st.lists(parts, min_size=1, max_size=4)))
         info = zipfile.ZipInfo(name or "x")
         info.compress_type = draw(
-            st.sampled_from([zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA])
+            st.sampled_from(
+                [zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA]
+            )
         )
-        mode = draw(st.sampled_from([0, stat.S_IFREG | 0o644, stat.S_IFDIR | 0o755, stat.S_IFLNK | 0o777,
-                                     stat.S_IFIFO | 0o644, stat.S_IFCHR | 0o644]))  # fmt: skip
+        mode = draw(
+            st.sampled_from(
+                [
+                    0,
+                    stat.S_IFREG | 0o644,
+                    stat.S_IFDIR | 0o755,
+                    stat.S_IFLNK | 0o777,
+                    stat.S_IFIFO | 0o644,
+                    stat.S_IFCHR | 0o644,
+                ]
+            )
+        )
         info.external_attr = mode << 16
-        content = draw(st.sampled_from([b"", b"x" * 1000, distinct_png(0, len(members)), b"../../etc"]))
+        content = draw(
+            st.sampled_from([b"", b"x" * 1000, distinct_png(0, len(members)), b"../../etc"])
+        )
         members.append((info, content))
     return _zip(members)
 
@@ -380,11 +454,22 @@ def _all_files(folder: Path) -> set[Path]:
     return {p for p in folder.rglob("*") if not p.is_dir() or p.is_symlink()}
 
 
+EMPTY_ZIP = b"PK\x05\x06" + bytes(18)  # what zipfile writes for an archive of no members
+
+
+def _needs_version(data: bytes, version: int) -> bytes:
+    """The archive with its first central-directory entry asking for a newer unzip version."""
+    central = data.index(b"PK\x01\x02")
+    return data[: central + 6] + version.to_bytes(2, "little") + data[central + 8 :]
+
+
 @given(
-    data=st.one_of(st.binary(max_size=1024), mutated(ZIPS), crafted_zip(), mutated([b"PK\x05\x06" + bytes(18)])),
+    data=st.one_of(st.binary(max_size=1024), mutated(ZIPS), crafted_zip(), mutated([EMPTY_ZIP])),
     limits=LIMITS,
-)  # fmt: skip
+)
 @HEAVY
+@example(data=EMPTY_ZIP, limits=ArchiveLimits())  # a valid ZIP with nothing in it
+@example(data=_needs_version(ZIPS[0], 255), limits=ArchiveLimits())  # "version 25.5"
 def test_extract_zip_returns_or_archive_error_and_stays_inside(
     tmp_path_factory: pytest.TempPathFactory, data: bytes, limits: ArchiveLimits
 ) -> None:
@@ -396,11 +481,7 @@ def test_extract_zip_returns_or_archive_error_and_stays_inside(
         archive.write_bytes(data)
         try:
             paths = extract_zip(archive, dest, limits)
-        except (ValueError, NotImplementedError) as error:  # TEMPBUG
-            if not isinstance(error, ArchiveError):
-                with open("/tmp/zip_bugs.txt", "a") as log:
-                    log.write(f"{type(error).__name__}: {error}\n")
-                return
+        except ArchiveError as error:
             assert str(error)
             assert error.member is None or isinstance(error.member, str)
             assert not dest.exists(), "a refused archive left its folder behind"
@@ -469,12 +550,27 @@ def test_inspect_image_returns_or_image_rejected(
 NAMES = st.one_of(
     st.sampled_from(EXTENSIONS).map(lambda e: f"data{e}"),
     st.sampled_from(
-        ["../../etc/passwd.csv", "..", "../", "/", "C:\\Windows\\x.csv", "a/../../b.zip",
-         "<script>alert(1)</script>.csv", '"quoted".csv', "名前.csv", "😀.jsonl", ".csv",
-         "x" * 400 + ".csv", "dir/sub/file.tsv", "%2e%2e%2fx.csv", "a;b=c.csv", " .csv"]
+        [
+            "../../etc/passwd.csv",
+            "..",
+            "../",
+            "/",
+            "C:\\Windows\\x.csv",
+            "a/../../b.zip",
+            "<script>alert(1)</script>.csv",
+            '"quoted".csv',
+            "名前.csv",
+            "😀.jsonl",
+            ".csv",
+            "x" * 400 + ".csv",
+            "dir/sub/file.tsv",
+            "%2e%2e%2fx.csv",
+            "a;b=c.csv",
+            " .csv",
+        ]
     ),
     st.text(max_size=30).map(lambda s: s + ".csv"),
-)  # fmt: skip
+)
 GOOD_CSV = ("text,label\n" + "".join(f"review {i} ok,{'ab'[i % 2]}\n" for i in range(40))).encode()
 CONTENTS = st.one_of(
     st.binary(max_size=512),
@@ -508,14 +604,27 @@ def _outside_names(data_root: Path) -> set[str]:
 @given(
     train=st.tuples(NAMES, CONTENTS),
     extra=st.fixed_dictionaries(
-        {}, optional={"validation_file": st.tuples(NAMES, CONTENTS), "test_file": st.tuples(NAMES, CONTENTS)}
+        {},
+        optional={
+            "validation_file": st.tuples(NAMES, CONTENTS),
+            "test_file": st.tuples(NAMES, CONTENTS),
+        },
     ),
-    form=st.fixed_dictionaries({}, optional={"name": FORM_TEXT, "text_column": FORM_TEXT,
-                                             "label_column": FORM_TEXT, "text_pair_column": FORM_TEXT}),
-)  # fmt: skip
+    form=st.fixed_dictionaries(
+        {},
+        optional={
+            "name": FORM_TEXT,
+            "text_column": FORM_TEXT,
+            "label_column": FORM_TEXT,
+            "text_pair_column": FORM_TEXT,
+        },
+    ),
+)
 @API
 @example(train=("../../escape.csv", GOOD_CSV), extra={}, form={"name": "<script>x</script>"})
 @example(train=("cats.zip", ZIPS[0]), extra={"validation_file": ("v.csv", GOOD_CSV)}, form={})
+@example(train=("empty.zip", EMPTY_ZIP), extra={}, form={})
+@example(train=("new.zip", _needs_version(ZIPS[0], 255)), extra={}, form={})
 def test_upload_api_answers_201_or_4xx_and_leaves_nothing_behind(
     client: TestClient,
     data_root: Path,
@@ -538,7 +647,7 @@ def test_upload_api_answers_201_or_4xx_and_leaves_nothing_behind(
         assert len(after) == before + 1
         body = response.json()
         assert any(d["id"] == body["id"] for d in after)
-        assert "/" not in body["original_filename"] and "\\" not in body["original_filename"]
+        assert "/" not in body["original_filename"]  # the name is kept, never its folders
     else:
         assert len(after) == before, "a refused upload added a dataset"
         assert "detail" in response.json()

@@ -38,7 +38,7 @@ class Comparison(Base):
 class ComparisonCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    dataset_id: int
+    dataset_id: int = Field(ge=1, le=2**31 - 1)
     model: str
     strategies: list[Strategy] = Field(
         default_factory=lambda: list(CONCRETE), min_length=2, max_length=len(CONCRETE)

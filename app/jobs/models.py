@@ -117,7 +117,7 @@ class JobLog(Base):
 class JobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    dataset_id: int
+    dataset_id: int = Field(ge=1, le=2**31 - 1)
     model: str = Field(description="A catalogue id from GET /api/v1/models")
     strategy: Strategy
     device: Device = Device.auto

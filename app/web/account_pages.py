@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from app.accounts import service as accounts
 from app.accounts.models import User
 from app.web.auth import AdminDep, UserDep, check_csrf, sign_in, sign_out
-from app.web.deps import SessionDep
+from app.web.deps import Id, SessionDep
 from app.web.templating import render
 
 router = APIRouter(include_in_schema=False, dependencies=[Depends(check_csrf)])
@@ -88,7 +88,7 @@ def create_token(request: Request, session: SessionDep, user: UserDep, name: Tex
 
 
 @router.post("/account/tokens/{token_id}/revoke")
-def revoke_token(session: SessionDep, user: UserDep, token_id: int) -> Response:
+def revoke_token(session: SessionDep, user: UserDep, token_id: Id) -> Response:
     accounts.revoke_token(session, user, token_id)
     return RedirectResponse("/account", status_code=303)
 
@@ -124,7 +124,7 @@ def set_disabled(
     request: Request,
     session: SessionDep,
     admin: AdminDep,
-    user_id: int,
+    user_id: Id,
     disabled: Annotated[bool, Form()],
 ) -> Response:
     target = session.get(User, user_id)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, HTTPException
+from fastapi import Depends, HTTPException, Path, Query
 from sqlalchemy import Select
 from sqlalchemy.orm import Session
 
@@ -22,6 +22,10 @@ from app.predictions.models import Prediction
 from app.web.auth import UserDep
 
 SessionDep = Annotated[Session, Depends(session_scope)]
+# Row ids are 32-bit integers in PostgreSQL; a larger id cannot name a row (and would make
+# the database driver raise), so it is a 422 like any other malformed id.
+MAX_ID = 2**31 - 1
+Id = Annotated[int, Path(ge=1, le=MAX_ID)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 T = TypeVar("T")
 
@@ -43,24 +47,26 @@ def _found(session: Session, user: User, table: type[T], object_id: int, *, stat
     return row
 
 
-def _dataset(dataset_id: int, session: SessionDep, user: UserDep) -> Dataset:
+def _dataset(dataset_id: Id, session: SessionDep, user: UserDep) -> Dataset:
     return _found(session, user, Dataset, dataset_id)
 
 
-def _query_dataset(dataset_id: int, session: SessionDep, user: UserDep) -> Dataset:
+def _query_dataset(
+    dataset_id: Annotated[int, Query(ge=1, le=MAX_ID)], session: SessionDep, user: UserDep
+) -> Dataset:
     """A dataset named in the query string; unknown ids are a 422 there, not a 404."""
     return _found(session, user, Dataset, dataset_id, status=422)
 
 
-def _job(job_id: int, session: SessionDep, user: UserDep) -> Job:
+def _job(job_id: Id, session: SessionDep, user: UserDep) -> Job:
     return _found(session, user, Job, job_id)
 
 
-def _comparison(comparison_id: int, session: SessionDep, user: UserDep) -> Comparison:
+def _comparison(comparison_id: Id, session: SessionDep, user: UserDep) -> Comparison:
     return _found(session, user, Comparison, comparison_id)
 
 
-def _prediction(prediction_id: int, session: SessionDep, user: UserDep) -> Prediction:
+def _prediction(prediction_id: Id, session: SessionDep, user: UserDep) -> Prediction:
     return _found(session, user, Prediction, prediction_id)
 
 

@@ -43,7 +43,9 @@ class TextPredictor(Predictor):
     def __init__(self, folder: Path) -> None:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        self.tokenizer = AutoTokenizer.from_pretrained(folder, use_fast=True)
+        self.tokenizer = AutoTokenizer.from_pretrained(
+            folder, use_fast=True, trust_remote_code=False
+        )
         self.model = AutoModelForSequenceClassification.from_pretrained(
             folder, use_safetensors=True, trust_remote_code=False
         ).eval()
