@@ -78,7 +78,8 @@ def extract_zip(archive: Path, dest: Path, limits: ArchiveLimits) -> list[str]:
     with archive.open("rb") as raw:
         try:
             zf = zipfile.ZipFile(raw)
-        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+        # NotImplementedError: a "version needed to extract" newer than zipfile knows.
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError, NotImplementedError) as exc:
             raise ArchiveError(
                 f"the upload is not a ZIP archive or its table of contents is damaged ({exc}); "
                 f"{REMAKE} and upload it again"
@@ -214,7 +215,7 @@ def _check_layout(infos: list[zipfile.ZipInfo], archive_size: int) -> None:
     honest archives never have them.
     """
     ordered = sorted(infos, key=lambda i: i.header_offset)
-    for info, after in zip(ordered, [*ordered[1:], None], strict=True):
+    for info, after in zip(ordered, [*ordered[1:], None], strict=False):
         end = info.header_offset + LOCAL_HEADER_SIZE + info.compress_size
         limit = archive_size if after is None else after.header_offset
         if end > limit:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, HTTPException, UploadFile
+from fastapi import APIRouter, Depends, File, Form, HTTPException, Path, UploadFile
 from fastapi.responses import FileResponse
 
 from app import catalog
@@ -19,7 +19,15 @@ from app.jobs import service as jobs
 from app.jobs.models import Device, JobCreate, JobOut, MetricSeries
 from app.jobs.recommend import recommend_for
 from app.web.auth import UserDep, check_csrf, current_user
-from app.web.deps import ComparisonDep, DatasetDep, JobDep, QueryDatasetDep, SessionDep, SettingsDep
+from app.web.deps import (
+    MAX_ID,
+    ComparisonDep,
+    DatasetDep,
+    JobDep,
+    QueryDatasetDep,
+    SessionDep,
+    SettingsDep,
+)
 from app.web.exports import export_response
 from app.workers import service as workers
 from app.workers.models import Fleet
@@ -92,7 +100,9 @@ def get_dataset(dataset: DatasetDep) -> DatasetOut:
 
 
 @router.get("/datasets/{dataset_id}/images/{number}/thumbnail", response_class=FileResponse)
-def image_thumbnail(dataset: DatasetDep, number: int, settings: SettingsDep) -> FileResponse:
+def image_thumbnail(
+    dataset: DatasetDep, number: Annotated[int, Path(ge=0, le=MAX_ID)], settings: SettingsDep
+) -> FileResponse:
     """A small WebP of image `number` (its place in the dataset's manifest)."""
     path = (
         image_datasets.thumbnail(settings.datasets_dir / str(dataset.id), number)
