@@ -49,7 +49,7 @@ def test_class_folder_zip_becomes_an_image_dataset(client: TestClient, tmp_path:
     with Image.open(io.BytesIO(thumb.content)) as image:
         assert max(image.size) <= 160
     assert client.get(f"/api/v1/datasets/{d['id']}/images/999/thumbnail").status_code == 404
-    assert client.get(f"/api/v1/datasets/{d['id']}/images/-1/thumbnail").status_code == 404
+    assert client.get(f"/api/v1/datasets/{d['id']}/images/-1/thumbnail").status_code == 422
     columns = {"text_column": "image", "label_column": "label"}
     response = client.put(f"/api/v1/datasets/{d['id']}/columns", json=columns)
     assert response.status_code == 422 and "no columns" in response.json()["detail"]
