@@ -7,12 +7,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.accounts.models import User
-from app.accounts.quotas import check_active_jobs
 from app.comparisons.models import Comparison, ComparisonCreate, ComparisonOut, ComparisonRow
 from app.config import Settings
 from app.jobs.models import Job, JobOut, JobStatus
 from app.jobs.params import resolve_params
-from app.jobs.service import check_model, check_time_limit, send
+from app.jobs.service import admit, send
 from app.workers.service import queue_for
 
 ONE_POINT = 0.01
@@ -21,16 +20,15 @@ ONE_POINT = 0.01
 def create_comparison(
     session: Session, *, payload: ComparisonCreate, settings: Settings, owner: User
 ) -> Comparison:
-    check_time_limit(settings, payload.params.time_limit_minutes)
-    check_model(
+    admit(
         session,
         settings,
         dataset_id=payload.dataset_id,
         model=payload.model,
         strategies=list(payload.strategies),
+        params=payload.params,
         owner=owner,
     )
-    check_active_jobs(session, settings, owner, len(payload.strategies))
     params = payload.params.model_dump()
     queue = queue_for(session, payload.device)
     comparison = Comparison(

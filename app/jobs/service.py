@@ -20,7 +20,7 @@ from app.catalog import UnknownModel
 from app.config import Settings, get_settings
 from app.datasets.models import Dataset
 from app.jobs.models import Device, Job, JobCreate, JobLog, JobStatus, MetricPoint
-from app.jobs.params import resolve_params
+from app.jobs.params import JobParams, resolve_params
 from app.jobs.strategies import Strategy
 from app.queue import enqueue_training, hard_time_limit
 from app.workers.service import queue_for
@@ -42,23 +42,28 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-def check_model(
+def admit(
     session: Session,
     settings: Settings,
     *,
     dataset_id: int,
     model: str,
     strategies: list[Strategy],
+    params: JobParams,
     owner: User,
 ) -> catalog.ModelEntry:
-    """The dataset exists (for this user), the model reads what it holds, and can run these
-    strategies; raises DatasetNotFound or UnknownModel (with the choices) otherwise."""
+    """May `owner` queue these jobs? The time limit is allowed, the dataset exists (for this
+    user), the model reads what it holds and can run these strategies, and the user's quota
+    of active jobs has room; raises InvalidJob, DatasetNotFound, UnknownModel (with the
+    choices) or QuotaExceeded otherwise."""
+    check_time_limit(settings, params.time_limit_minutes)
     dataset = session.get(Dataset, dataset_id)
     if dataset is None or not (owner.is_admin or dataset.owner_id == owner.id):
         raise DatasetNotFound(f"no dataset with id {dataset_id}; upload one first")
     entry = catalog.resolve(model, settings, modality=dataset.modality)
     if entry.lora_unavailable and Strategy.finetune_lora in strategies:
         raise UnknownModel(f"finetune_lora cannot adapt {model}: {entry.lora_unavailable}")
+    check_active_jobs(session, settings, owner, len(strategies))
     return entry
 
 
@@ -72,16 +77,15 @@ def check_time_limit(settings: Settings, minutes: int | None) -> None:
 
 
 def create_job(session: Session, *, payload: JobCreate, settings: Settings, owner: User) -> Job:
-    check_time_limit(settings, payload.params.time_limit_minutes)
-    check_model(
+    admit(
         session,
         settings,
         dataset_id=payload.dataset_id,
         model=payload.model,
         strategies=[payload.strategy],
+        params=payload.params,
         owner=owner,
     )
-    check_active_jobs(session, settings, owner, 1)
     job = Job(
         owner_id=owner.id,
         dataset_id=payload.dataset_id,
