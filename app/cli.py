@@ -6,6 +6,8 @@ import logging
 import signal
 import subprocess
 import sys
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
@@ -129,6 +131,150 @@ def worker(
     from worker.main import run_worker
 
     run_worker(queues=queues, concurrency=concurrency)
+
+
+datasets_app = typer.Typer(help="Datasets on a running server (needs an API token).")
+jobs_app = typer.Typer(help="Jobs on a running server (needs an API token).")
+app.add_typer(datasets_app, name="datasets")
+app.add_typer(jobs_app, name="jobs")
+SERVER = typer.Option(None, "--server", help="Default: TUNEBOARD_SERVER or 127.0.0.1:8000")
+TOKEN = typer.Option(None, "--token", help="Default: TUNEBOARD_TOKEN (from the account page)")
+
+
+def _client(server: str | None, token: str | None):  # noqa: ANN202 - app.api_client.Client
+    from app.api_client import ApiError, Client
+
+    try:
+        return Client(server, token)
+    except ApiError as exc:
+        typer.secho(str(exc), fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from exc
+
+
+def _refused(exc: Exception) -> typer.Exit:
+    typer.secho(f"refused: {exc}", fg=typer.colors.RED, err=True)
+    return typer.Exit(2)
+
+
+@datasets_app.command("upload")
+def datasets_upload(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            exists=True, dir_okay=False, help="CSV/TSV/JSONL/Parquet or a ZIP of class folders"
+        ),
+    ],
+    name: str | None = typer.Option(None, help="Default: the file name"),
+    validation: Annotated[Path | None, typer.Option(exists=True, dir_okay=False)] = None,
+    test: Annotated[Path | None, typer.Option(exists=True, dir_okay=False)] = None,
+    server: str | None = SERVER,
+    token: str | None = TOKEN,
+) -> None:
+    """Upload a dataset and print its id and validation report."""
+    from app.api_client import ApiError
+
+    client = _client(server, token)
+    try:
+        dataset = client.upload_dataset(file, name=name, validation=validation, test=test)
+    except ApiError as exc:
+        raise _refused(exc) from exc
+    typer.echo(
+        f"dataset {dataset['id']}: {dataset['name']}, {dataset['num_rows']} examples, "
+        f"{len(dataset['label_names'])} classes"
+    )
+    for warning in dataset["report"].get("warnings", []):
+        typer.secho(f"  warning: {warning['message']}", fg=typer.colors.YELLOW)
+
+
+@jobs_app.command("run")
+def jobs_run(
+    dataset: int = typer.Option(..., "--dataset", help="A dataset id"),
+    model: str = typer.Option("minilm-l6", help="A catalogue id (GET /api/v1/models)"),
+    strategy: str = typer.Option("transfer_frozen", help="transfer_frozen, finetune_full, …"),
+    device: str = typer.Option("auto", help="auto, cpu or gpu"),
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", help="A job setting as key=value (a JSON value); repeatable"),
+    ] = None,
+    follow: bool = typer.Option(True, "--follow/--no-follow", help="Show progress until done"),
+    server: str | None = SERVER,
+    token: str | None = TOKEN,
+) -> None:
+    """Queue a job and follow it with a progress bar."""
+    import json
+
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from app.api_client import ApiError
+
+    params: dict[str, object] = {}
+    for item in param or []:
+        key, _, value = item.partition("=")
+        try:
+            params[key.strip()] = json.loads(value)
+        except ValueError:
+            params[key.strip()] = value
+    client = _client(server, token)
+    body = {"dataset_id": dataset, "model": model, "strategy": strategy, "device": device}
+    try:
+        job = client.create_job({**body, "params": params})
+    except ApiError as exc:
+        raise _refused(exc) from exc
+    typer.echo(f"job {job['id']} queued on {job['queue']}")
+    if not follow:
+        return
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns) as bar:
+        task = bar.add_task("queued", total=1.0)
+
+        def show(state: dict[str, Any]) -> None:
+            bar.update(
+                task,
+                completed=float(state.get("progress") or 0),
+                description=str(state.get("phase") or state["status"]),
+            )
+
+        final = client.follow(job["id"], show)
+    if final["status"] != "succeeded":
+        typer.secho(
+            f"job {final['id']} {final['status']}: {final.get('error') or ''}",
+            fg=typer.colors.RED,
+            err=True,
+        )
+        raise typer.Exit(1)
+    results = final["results"] or {}
+    typer.secho(
+        f"job {final['id']} succeeded: test accuracy {results.get('test_accuracy', 0):.4f}, "
+        f"macro-F1 {results.get('test_macro_f1', 0):.4f}; `tuneboard jobs export {final['id']}` "
+        "downloads it",
+        fg=typer.colors.GREEN,
+    )
+
+
+@jobs_app.command("export")
+def jobs_export(
+    job_id: int = typer.Argument(...),
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Default: job-<id>.zip")
+    ] = None,
+    server: str | None = SERVER,
+    token: str | None = TOKEN,
+) -> None:
+    """Download a finished job's model (ZIP)."""
+    from app.api_client import ApiError
+
+    client = _client(server, token)
+    target = output or Path(f"job-{job_id}.zip")
+    try:
+        client.export(job_id, target)
+    except ApiError as exc:
+        raise _refused(exc) from exc
+    typer.echo(f"saved {target} ({target.stat().st_size / 1024**2:.1f} MiB)")
 
 
 def main() -> None:
