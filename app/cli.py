@@ -67,7 +67,9 @@ def serve(
     host, port = host or settings.host, port or settings.port
     typer.secho(f"Tuneboard is at http://{host}:{port}", fg=typer.colors.GREEN, bold=True)
     try:
-        uvicorn.run("app.main:app", host=host, port=port, log_level="info")
+        # Keep-alive longer than a reverse proxy's (nginx: 60 s), so the proxy never reuses a
+        # connection just as the server closes it (a 502 for the user).
+        uvicorn.run("app.main:app", host=host, port=port, log_level="info", timeout_keep_alive=65)
     finally:
         _stop(children)
 

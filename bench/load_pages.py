@@ -194,7 +194,9 @@ async def sign_in_async(client: httpx.AsyncClient) -> None:
         return match.group(1)
 
     form = {"username": USER, "password": PASSWORD, "csrf_token": await csrf("/login")}
-    await client.post("/login", data=form)
+    response = await client.post("/login", data=form)
+    if response.status_code not in (200, 303):
+        raise RuntimeError(f"sign-in failed: {response.status_code}")
     client.headers["X-CSRF-Token"] = await csrf("/account")
 
 
