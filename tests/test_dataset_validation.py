@@ -275,3 +275,18 @@ def test_extract_examples_with_pairs(tmp_path: Path) -> None:
     assert examples.texts == ["p1", "p3"]
     assert examples.text_pairs == ["h1", "h3"]
     assert codes(validate(table, choice).warnings)[0] == "empty_texts"
+
+
+def test_a_label_column_of_unique_texts_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    rows = [f"headline {i},a long article body number {i} about something,news" for i in range(30)]
+    table = csv_table(tmp_path, "title,article,topic", rows)
+    report = validate(table, ColumnChoice(text="title", label="article"))
+    assert codes(report.errors) == ["labels_look_unique"]
+    assert "30 different values in 30 rows" in report.errors[0].message
+    assert "Choose the column that holds the class names" in report.errors[0].message
+    # Many small classes are still allowed: half the rows or fewer may be classes.
+    rows = [f"text {i},c{i // 2}" for i in range(30)]
+    assert validate(
+        csv_table(tmp_path, "text,label", rows),
+        detect_columns(csv_table(tmp_path, "text,label", rows)),
+    ).ok

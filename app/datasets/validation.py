@@ -20,6 +20,7 @@ from app.datasets.parsing import ParseError, Table
 MAX_LINES = 20  # example lines kept per issue: enough to find the pattern, not a second copy
 FEW_EXAMPLES = 10
 IMBALANCE_RATIO = 10
+MOSTLY_UNIQUE = 0.5  # more classes than this share of the rows: not a label column
 
 
 @dataclass
@@ -180,6 +181,15 @@ def validate(table: Table, choice: ColumnChoice) -> Report:
             "examples of at least two classes"
         )
         errors.append(Issue("one_class", msg))
+    elif len(counts) > MOSTLY_UNIQUE * counts.total() and counts.total() >= 10:
+        # Nothing can be learned, or even split, when nearly every row is its own class:
+        # that is a column of texts or ids chosen as the label.
+        msg = (
+            f"'{choice.label}' has {len(counts)} different values in {counts.total()} rows, "
+            "so nearly every row would be a class of its own; it looks like a column of "
+            "texts or ids. Choose the column that holds the class names"
+        )
+        errors.append(Issue("labels_look_unique", msg))
     warnings = _skipped(no_label, no_text) + class_warnings(counts)
     if duplicates:
         msg = (
@@ -221,7 +231,7 @@ def class_warnings(counts: Counter[str], noun: str = "examples") -> list[Issue]:
     warnings = []
     few = sorted(label for label, n in counts.items() if n < FEW_EXAMPLES)
     if few:
-        names = ", ".join(f"'{label}' ({counts[label]})" for label in few[:10])
+        names = ", ".join(f"'{_short(label)}' ({counts[label]})" for label in few[:10])
         more = f" and {len(few) - 10} more" if len(few) > 10 else ""
         msg = (
             f"some classes have fewer than {FEW_EXAMPLES} {noun}: {names}{more}; the model "
@@ -231,11 +241,16 @@ def class_warnings(counts: Counter[str], noun: str = "examples") -> list[Issue]:
     (top, most), (bottom, least) = max(counts.items(), key=_count), min(counts.items(), key=_count)
     if most > IMBALANCE_RATIO * least:
         msg = (
-            f"the classes are imbalanced: '{top}' has {most} {noun} but '{bottom}' only "
+            f"the classes are imbalanced: '{_short(top)}' has {most} {noun} but "
+            f"'{_short(bottom)}' only "
             f"{least}; accuracy will flatter the model, so judge it by macro F1"
         )
         warnings.append(Issue("imbalance", msg))
     return warnings
+
+
+def _short(label: str, limit: int = 40) -> str:
+    return label if len(label) <= limit else label[: limit - 1] + "…"
 
 
 def _count(item: tuple[str, int]) -> tuple[int, str]:

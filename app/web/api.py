@@ -10,7 +10,7 @@ from fastapi.responses import FileResponse
 from app import catalog
 from app.comparisons import service as comparisons
 from app.comparisons.models import ComparisonCreate, ComparisonOut
-from app.datasets import image_datasets
+from app.datasets import image_datasets, samples
 from app.datasets import service as datasets
 from app.datasets.models import ColumnsUpdate, DatasetOut, Modality
 from app.datasets.uploads import StoredUpload, store_upload
@@ -25,6 +25,7 @@ from app.web.deps import (
     DatasetDep,
     JobDep,
     QueryDatasetDep,
+    SampleDep,
     SessionDep,
     SettingsDep,
 )
@@ -92,6 +93,21 @@ def upload_dataset(
 @router.get("/datasets", response_model=list[DatasetOut])
 def list_datasets(session: SessionDep, user: UserDep) -> list[DatasetOut]:
     return [DatasetOut.model_validate(d) for d in datasets.list_datasets(session, user)]
+
+
+@router.get("/datasets/samples")
+def list_samples() -> list[dict[str, str]]:
+    """The sample datasets anyone can create with one call, offline."""
+    return [s.to_dict() for s in samples.list_samples()]
+
+
+@router.post("/datasets/samples/{sample_id}", status_code=201, response_model=DatasetOut)
+def create_sample(
+    sample: SampleDep, session: SessionDep, settings: SettingsDep, user: UserDep
+) -> DatasetOut:
+    """A dataset made from a sample, exactly as if its file had been uploaded."""
+    dataset = samples.create_sample(session, settings=settings, sample=sample, owner=user)
+    return DatasetOut.model_validate(dataset)
 
 
 @router.get("/datasets/{dataset_id}", response_model=DatasetOut)

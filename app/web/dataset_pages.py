@@ -1,17 +1,23 @@
-"""Dataset pages: the list with the upload form, one dataset, and its column form."""
+"""Dataset pages: the list with the upload form and the samples, one dataset, and its
+column form."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
 
+from app.accounts.models import User
+from app.config import Settings
+from app.datasets import samples
 from app.datasets import service as datasets
 from app.datasets.parsing import ParseError
 from app.datasets.validation import DatasetInvalid
 from app.web.auth import UserDep, check_csrf, current_user
-from app.web.deps import DatasetDep, SessionDep, SettingsDep
+from app.web.deps import DatasetDep, SampleDep, SessionDep, SettingsDep
+from app.web.errors import DOMAIN_ERRORS, error_body
 from app.web.templating import render
 
 router = APIRouter(
@@ -19,18 +25,41 @@ router = APIRouter(
 )
 
 
+def _list_context(
+    session: Session, settings: Settings, user: User, error: str | None = None
+) -> dict[str, Any]:
+    return {
+        "datasets": datasets.list_datasets(session, user),
+        "max_upload_mib": settings.max_upload_bytes // (1024 * 1024),
+        "samples": samples.list_samples(),
+        "sample_error": error,
+    }
+
+
 @router.get("/datasets", response_class=HTMLResponse)
 def dataset_list(
     request: Request, session: SessionDep, settings: SettingsDep, user: UserDep
 ) -> Response:
-    return render(
-        request,
-        "datasets/list.html",
-        {
-            "datasets": datasets.list_datasets(session, user),
-            "max_upload_mib": settings.max_upload_bytes // (1024 * 1024),
-        },
-    )
+    return render(request, "datasets/list.html", _list_context(session, settings, user))
+
+
+@router.post("/datasets/samples/{sample_id}", response_class=HTMLResponse)
+def create_sample(
+    request: Request,
+    sample: SampleDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    user: UserDep,
+) -> Response:
+    """One click on a sample button: the dataset is made as an upload is, then shown. A
+    refusal (the storage quota) is shown on the dataset list with the upload's status."""
+    try:
+        dataset = samples.create_sample(session, settings=settings, sample=sample, owner=user)
+    except DOMAIN_ERRORS as exc:
+        status, body = error_body(exc)
+        context = _list_context(session, settings, user, str(body["detail"]))
+        return render(request, "datasets/list.html", context, status=status)
+    return RedirectResponse(f"/datasets/{dataset.id}", status_code=303)
 
 
 def _dataset_context(dataset: Any, error: str | None = None) -> dict[str, Any]:

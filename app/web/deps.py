@@ -16,6 +16,7 @@ from app.accounts.models import User
 from app.comparisons.models import Comparison
 from app.config import Settings, get_settings
 from app.datasets.models import Dataset
+from app.datasets.samples import Sample, get_sample
 from app.db import session_scope
 from app.jobs.models import Job
 from app.predictions.models import Prediction
@@ -70,8 +71,16 @@ def _prediction(prediction_id: Id, session: SessionDep, user: UserDep) -> Predic
     return _found(session, user, Prediction, prediction_id)
 
 
+def _sample(sample_id: Annotated[str, Path(max_length=100)]) -> Sample:
+    sample = get_sample(sample_id)
+    if sample is None:
+        raise HTTPException(404, f"no sample dataset {sample_id!r}")
+    return sample
+
+
 DatasetDep = Annotated[Dataset, Depends(_dataset)]
 QueryDatasetDep = Annotated[Dataset, Depends(_query_dataset)]
 JobDep = Annotated[Job, Depends(_job)]
 ComparisonDep = Annotated[Comparison, Depends(_comparison)]
 PredictionDep = Annotated[Prediction, Depends(_prediction)]
+SampleDep = Annotated[Sample, Depends(_sample)]

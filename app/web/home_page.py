@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, Response
 
 from app.comparisons import service as comparisons
+from app.datasets import samples
 from app.datasets import service as datasets
 from app.jobs import service as jobs
 from app.web.auth import UserDep, check_csrf, current_user
@@ -28,6 +29,7 @@ def home(request: Request, session: SessionDep, user: UserDep) -> Response:
             "datasets": datasets.list_datasets(session, user)[:5],
             "comparisons": comparisons.list_comparisons(session, user, limit=5),
             "fleet": workers.fleet(session),
+            "samples": samples.list_samples(),
         },
     )
 

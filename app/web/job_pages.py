@@ -111,6 +111,26 @@ def _payload(values: dict[str, str], choice: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# What the form calls each field, so an error names what the person sees.
+FIELD_LABELS = {
+    "dataset_id": "Dataset", "model": "Model", "strategy": "Strategy", "device": "Device",
+    "epochs": "Epochs", "batch_size": "Batch size", "learning_rate": "Learning rate",
+    "max_length": "Max tokens per text", "seed": "Seed", "patience": "Early-stopping patience",
+    "top_k": "Top k layers to train", "lora_rank": "LoRA rank", "lora_alpha": "LoRA alpha",
+    "lora_target_modules": "LoRA target modules", "probe_epochs": "LP-FT probe epochs",
+    "augment": "Augment training images", "time_limit_minutes": "Time limit",
+}  # fmt: skip
+
+
+def _form_message(error: Any) -> str:
+    field = str(error["loc"][-1]) if error["loc"] else ""
+    if field == "strategies" and error["type"] == "too_short":
+        return "Compare strategies: tick at least two strategies to compare."
+    label = FIELD_LABELS.get(field, field.replace("_", " ").capitalize() or "Form")
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{label}: {message[:1].lower()}{message[1:]}."
+
+
 @router.post("/jobs", response_class=HTMLResponse)
 async def submit_job(
     request: Request, session: SessionDep, settings: SettingsDep, user: UserDep
@@ -133,7 +153,7 @@ async def submit_job(
         )
         job = jobs.create_job(session, payload=payload, settings=settings, owner=user)
     except ValidationError as exc:
-        messages = [f"{e['loc'][-1] if e['loc'] else 'form'}: {e['msg']}" for e in exc.errors()]
+        messages = [_form_message(e) for e in exc.errors()]
         context = _form_context(
             session, settings, user, values=values, compare=compare, errors=messages
         )

@@ -1,0 +1,320 @@
+"""A first-time user's whole path through the dashboard, in headless Chromium against the real
+`tuneboard serve`: set up, sign in, upload with the progress bar, fix a column, train the
+packaged MiniLM on BBC News, watch the chart, read the results, try the model, download and
+load it, compare strategies, cancel a job — and the pages hold up on a phone.
+
+The tests run in file order and build on each other (one server, one tab: see conftest.py).
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.accounts import PASSWORD
+from tests.e2e.conftest import PHONE, Server, shot
+from tests.factories import bbc_news_rows
+
+# A class name that is also markup: it must show as text everywhere and never run.
+PAYLOAD = '<img src=x onerror=alert(1)><script>alert("x")</script>'
+SPORT = "The striker scored twice as the home side won the cup final at Wembley on Saturday."
+JOB_DONE = 180_000  # ms: a MiniLM job on 120 articles takes well under a minute on 2 cores
+
+
+def assert_usable(page: Any) -> None:
+    """What every page must hold to: each control has a name a screen reader can say, nothing
+    is wider than the window, no script failed, no dialog opened."""
+    unnamed = page.evaluate(
+        """() => [...document.querySelectorAll(
+              'input:not([type=hidden]), select, textarea, button')]
+            .filter((el) => el.offsetParent !== null || el.type === 'file')
+            .filter((el) => !((el.labels && el.labels.length) || el.getAttribute('aria-label')
+              || el.getAttribute('aria-labelledby') || el.title
+              || (el.tagName === 'BUTTON' && el.textContent.trim())))
+            .map((el) => el.outerHTML.slice(0, 120))"""
+    )
+    assert unnamed == [], f"controls without a label on {page.url}: {unnamed}"
+    overflow = page.evaluate(
+        "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    if overflow > 1:
+        culprits = page.evaluate(
+            """() => [...document.querySelectorAll('main *')]
+                .filter((el) => el.getBoundingClientRect().right > window.innerWidth + 1)
+                .filter((el) => !el.closest('.scroll'))
+                .map((el) => `${el.tagName}.${el.className} ${el.getBoundingClientRect().width}`)
+                .slice(0, 8)"""
+        )
+        raise AssertionError(f"{page.url} is {overflow}px wider than the window: {culprits}")
+    assert page.script_errors == [], page.script_errors
+    assert page.dialogs == [], f"a dialog opened: {page.dialogs}"
+
+
+def chart_points(page: Any, selector: str = "#charts") -> int:
+    return int(page.locator(selector).get_attribute("data-points") or 0)
+
+
+def wait_for_status(page: Any, server: Server, status: str, timeout: int = JOB_DONE) -> None:
+    try:
+        expect(page.locator(f'#job-status[data-status="{status}"]')).to_be_attached(timeout=timeout)
+    except AssertionError as exc:
+        raise AssertionError(f"job never reached {status}; log:\n{server.log_tail()}") from exc
+
+
+def bbc_csv(path: Path) -> Path:
+    """120 BBC News articles as title, article and topic columns; the "tech" topic is renamed
+    to the markup payload. Column detection takes `title` (a known text name) for the text,
+    which a person fixes to `article`."""
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["title", "article", "topic"])
+        for text, topic in bbc_news_rows(per_class=24, seed=7):
+            title = " ".join(text.split()[:8])
+            writer.writerow([title, text, PAYLOAD if topic == "tech" else topic])
+    return path
+
+
+def test_first_run_makes_an_admin_and_signs_in_by_keyboard(page: Any, server: Server) -> None:
+    page.goto("/")
+    expect(page).to_have_url(re.compile(r"/setup$"))
+    expect(page.get_by_role("heading", name="Welcome to Tuneboard")).to_be_visible()
+    shot(page, "01-first-run")
+    page.get_by_label("Username").fill("ada")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Create admin account").click()
+    expect(page).to_have_url(server.url + "/")
+    expect(page.get_by_role("heading", name="Start here")).to_be_visible()
+    shot(page, "02-home-first-time")
+    assert_usable(page)
+
+    page.get_by_role("button", name="Sign out").click()
+    expect(page).to_have_url(re.compile(r"/login"))
+    page.get_by_label("Username").fill("ada")
+    page.get_by_label("Password").fill("not the password")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("alert")).to_be_visible()
+    shot(page, "03-sign-in-refused")
+    # Keyboard only: the username field has the focus, Tab moves on, Enter submits.
+    page.get_by_label("Username").fill("")
+    page.get_by_label("Username").focus()
+    page.keyboard.type("ada")
+    page.keyboard.press("Tab")
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")
+    expect(page).to_have_url(server.url + "/")
+    assert_usable(page)
+
+
+def test_upload_shows_progress_then_a_column_is_fixed(
+    page: Any, server: Server, tmp_path: Path
+) -> None:
+    page.goto("/datasets")
+    assert_usable(page)
+    # The upload is throttled so the bar has time to move; what it shows is recorded in
+    # sessionStorage, which outlives the jump to the new dataset's page.
+    page.evaluate(
+        """() => {
+          sessionStorage.setItem('progress', '[]');
+          const bar = document.getElementById('upload-progress');
+          new MutationObserver(() => {
+            const seen = JSON.parse(sessionStorage.getItem('progress'));
+            seen.push([bar.hidden, Number(bar.value)]);
+            sessionStorage.setItem('progress', JSON.stringify(seen));
+          }).observe(bar, { attributes: true });
+        }"""
+    )
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send(
+        "Network.emulateNetworkConditions",
+        {"offline": False, "latency": 20, "downloadThroughput": -1, "uploadThroughput": 60_000},
+    )
+    page.locator("#file").set_input_files(bbc_csv(tmp_path / "bbc-news.csv"))
+    expect(page.locator("#chosen")).to_have_text("bbc-news.csv")
+    page.get_by_role("button", name="Upload").click()
+    expect(page.locator("#upload-percent")).to_contain_text("Uploading")
+    shot(page, "04-uploading")
+    expect(page).to_have_url(re.compile(r"/datasets/\d+$"), timeout=30_000)
+    cdp.send("Network.emulateNetworkConditions", {
+        "offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": -1,
+    })  # fmt: skip
+    seen = page.evaluate("() => JSON.parse(sessionStorage.getItem('progress'))")
+    shown = [value for hidden, value in seen if not hidden]
+    assert len({round(v) for v in shown if 0 < v < 100}) >= 2, f"the bar did not move: {seen}"
+    server.state["dataset_id"] = int(page.url.rsplit("/", 1)[1])
+
+    # Detection took the short `title` column for the text; the label shows as plain text.
+    expect(page.locator('select[name="text_column"]')).to_have_value("title")
+    expect(page.locator(".bar-label", has_text=PAYLOAD)).to_have_text(PAYLOAD)
+    assert page.locator("img[src=x], body script:not([src])").count() == 0
+
+    # A wrong choice is refused beside the form and keeps the earlier one ...
+    page.locator('select[name="label_column"]').select_option("article")
+    page.get_by_role("button", name="Apply").click()
+    expect(page.locator("#summary .error")).to_contain_text("previous choice is kept")
+    expect(page.locator('select[name="label_column"]')).to_have_value("topic")
+    shot(page, "05-column-refused")
+    # ... and the right one applies in place.
+    page.locator('select[name="text_column"]').select_option("article")
+    page.get_by_role("button", name="Apply").click()
+    expect(page.locator("#summary .error")).to_have_count(0)
+    expect(page.locator("table.preview th").nth(1)).to_have_text("article")
+    shot(page, "06-dataset")
+    assert_usable(page)
+
+
+def test_a_bad_file_gets_its_error_beside_the_form(page: Any, tmp_path: Path) -> None:
+    page.goto("/datasets")
+    bad = tmp_path / "one-class.csv"
+    bad.write_text("text,label\n" + "".join(f"row {i},same\n" for i in range(20)))
+    page.locator("#file").set_input_files(bad)
+    page.get_by_role("button", name="Upload").click()
+    error = page.locator("#upload-error")
+    expect(error).to_be_visible()
+    expect(error).to_contain_text("Upload refused")
+    expect(error).to_contain_text("class")
+    expect(page).to_have_url(re.compile(r"/datasets$"))
+    expect(page.get_by_role("button", name="Upload")).to_be_enabled()
+    shot(page, "07-upload-refused")
+    assert page.locator("table.list tbody tr").count() == 1  # nothing was added
+
+
+def _new_job(page: Any, server: Server, strategy: str, **advanced: str) -> None:
+    page.goto(f"/jobs/new?dataset_id={server.state['dataset_id']}")
+    page.locator("#model-select").select_option("minilm-l6")
+    page.locator(f'input[name="strategy"][value="{strategy}"]').check()
+    if advanced:
+        page.get_by_text("Advanced settings").click()
+        for label, value in advanced.items():
+            page.get_by_label(label, exact=True).fill(value)
+
+
+def test_frozen_minilm_job_draws_its_chart_live_then_shows_results(
+    page: Any, server: Server
+) -> None:
+    _new_job(page, server, "transfer_frozen", **{"Max tokens per text": "96"})
+    shot(page, "08-new-job")
+    assert_usable(page)
+    page.get_by_role("button", name="Queue job").click()
+    expect(page).to_have_url(re.compile(r"/jobs/\d+$"))
+    server.state["job_id"] = int(page.url.rsplit("/", 1)[1])
+    page.evaluate("() => { window.stillThisPage = true; }")
+    # No points until the features pass has run, then they arrive without a reload.
+    expect(page.locator("#charts-empty")).to_be_visible()
+    expect(page.locator("#charts")).to_have_attribute("data-points", re.compile(r"[1-9]"),
+                                                      timeout=JOB_DONE)  # fmt: skip
+    assert page.evaluate("() => window.stillThisPage === true")
+    wait_for_status(page, server, "succeeded")
+    assert page.evaluate("() => window.stillThisPage === true")
+    expect(page.locator("#charts canvas")).to_have_count(2)
+    assert chart_points(page) > 20  # 20 epochs of loss, accuracy and macro-F1
+
+    results = page.locator("#job-outcome")
+    figures = results.locator(".figures")
+    expect(figures).to_contain_text("test accuracy")
+    accuracy = float(figures.locator(".figure").first.inner_text().rstrip("%"))
+    assert accuracy >= 50, f"MiniLM frozen features scored {accuracy}% on BBC News"
+    confusion = results.locator("table.confusion").first
+    expect(confusion.locator("th", has_text=PAYLOAD).first).to_have_text(PAYLOAD)
+    assert page.locator("img[src=x]").count() == 0
+    shot(page, "09-job-results")
+    assert_usable(page)
+
+
+def test_the_playground_answers_and_the_download_loads(
+    page: Any, server: Server, tmp_path: Path
+) -> None:
+    page.goto(f"/jobs/{server.state['job_id']}")
+    page.get_by_label("Text", exact=True).fill(SPORT)
+    page.get_by_role("button", name="Classify").click()
+    answer = page.locator("#answer .answer")
+    expect(answer).to_be_visible(timeout=60_000)
+    said = answer.locator("strong").first.inner_text()
+    page.locator("#playground").scroll_into_view_if_needed()
+    shot(page, "10-playground")
+
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download tuned model (ZIP)").click()
+    archive = tmp_path / download.value.suggested_filename
+    download.value.save_as(archive)
+    folder = tmp_path / "model"
+    with zipfile.ZipFile(archive) as z:
+        z.extractall(folder)
+
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    model_dir = next(p.parent for p in folder.rglob("config.json"))
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    with torch.no_grad():
+        logits = model(**tokenizer(SPORT, return_tensors="pt", truncation=True)).logits
+    predicted = model.config.id2label[int(logits.argmax())]
+    assert predicted == said, f"the download says {predicted}, the playground said {said}"
+    assert PAYLOAD in model.config.id2label.values()
+
+
+def test_a_comparison_runs_and_its_page_overlays_the_curves(page: Any, server: Server) -> None:
+    _new_job(page, server, "transfer_frozen", **{"Max tokens per text": "96"})
+    for box in page.locator('input[name="compare_strategies"]').all():
+        box.set_checked(box.get_attribute("value") in ("transfer_frozen", "finetune_lora"))
+    page.get_by_role("button", name="Compare ticked strategies").click()
+    expect(page).to_have_url(re.compile(r"/comparisons/\d+$"))
+    rows = page.locator("#comparison-table tbody tr")
+    expect(rows).to_have_count(2)
+    expect(page.locator("#comparison-table .status.succeeded")).to_have_count(
+        2, timeout=2 * JOB_DONE
+    )
+    expect(page.locator(".recommend", has_text="Verdict")).to_be_visible()
+    expect(page.locator("#comparison-table .badge", has_text="best")).to_have_count(1)
+    expect(page.locator("#overlay canvas")).to_have_count(1)
+    assert chart_points(page, "#overlay") >= 2
+    page.get_by_label("Show").select_option("val_loss")
+    expect(page.locator("#overlay canvas")).to_have_count(1)
+    shot(page, "11-comparison")
+    assert_usable(page)
+
+
+def test_a_running_job_can_be_cancelled(page: Any, server: Server) -> None:
+    _new_job(page, server, "finetune_full", **{"Epochs": "30", "Max tokens per text": "48"})
+    page.get_by_role("button", name="Queue job").click()
+    expect(page).to_have_url(re.compile(r"/jobs/\d+$"))
+    wait_for_status(page, server, "running", timeout=60_000)
+    # Points keep arriving while it trains (each epoch adds validation points).
+    expect(page.locator("#charts")).to_have_attribute("data-points", re.compile(r"[1-9]"),
+                                                      timeout=90_000)  # fmt: skip
+    first = chart_points(page)
+    page.wait_for_function(
+        f"() => Number(document.getElementById('charts').dataset.points) > {first}",
+        timeout=90_000,
+    )
+    shot(page, "12-job-running")
+    page.get_by_role("button", name="Cancel").click()
+    wait_for_status(page, server, "cancelled", timeout=60_000)
+    expect(page.get_by_role("link", name="Download tuned model (ZIP)")).to_have_count(0)
+    assert_usable(page)
+
+
+@pytest.mark.parametrize(
+    "path", ["/", "/datasets", "/dataset", "/jobs", "/job", "/comparisons"], ids=str
+)
+def test_pages_fit_a_phone(page: Any, server: Server, path: str) -> None:
+    where = {
+        "/dataset": f"/datasets/{server.state.get('dataset_id')}",
+        "/job": f"/jobs/{server.state.get('job_id')}",
+    }.get(path, path)
+    page.set_viewport_size(PHONE)
+    try:
+        page.goto(where)
+        expect(page.locator("main h1")).to_be_visible()
+        name = {"/": "home", "/dataset": "dataset", "/job": "job"}.get(path, path.strip("/"))
+        shot(page, f"phone-{name}")
+        assert_usable(page)
+    finally:
+        page.set_viewport_size({"width": 1280, "height": 800})
