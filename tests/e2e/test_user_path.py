@@ -18,7 +18,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.accounts import PASSWORD
-from tests.e2e.conftest import PHONE, Server, shot
+from tests.e2e.conftest import LAPTOP, PHONE, Server, shot
 from tests.factories import bbc_news_rows
 
 # A class name that is also markup: it must show as text everywhere and never run.
@@ -301,20 +301,70 @@ def test_a_running_job_can_be_cancelled(page: Any, server: Server) -> None:
     assert_usable(page)
 
 
+def test_a_new_user_starts_from_a_sample_dataset(browser: Any, page: Any, server: Server) -> None:
+    # The admin adds a user on the Users page ...
+    page.goto("/admin/users")
+    page.get_by_label("Username").fill("grace")
+    page.get_by_label("Password (8 characters or more)").fill(PASSWORD)
+    page.get_by_role("button", name="Add user").click()
+    expect(page.get_by_role("cell", name="grace", exact=True)).to_be_visible()
+    shot(page, "13-users")
+    assert_usable(page)
+    page.goto("/account")
+    page.get_by_label("Name").fill("laptop CLI")
+    page.get_by_role("button", name="Create token").click()
+    expect(page.locator(".token")).to_have_text(re.compile(r"^tb_"))
+    shot(page, "14-account-token")
+    assert_usable(page)
+
+    # ... who signs in to an empty dashboard that says where to start.
+    context = browser.new_context(base_url=server.url, viewport=page.viewport_size)
+    try:
+        grace = context.new_page()
+        grace.script_errors, grace.dialogs = [], []
+        grace.on("pageerror", lambda e: grace.script_errors.append(str(e)))
+        grace.goto("/jobs")
+        grace.get_by_label("Username").fill("grace")
+        grace.get_by_label("Password").fill(PASSWORD)
+        grace.get_by_role("button", name="Sign in").click()
+        expect(grace).to_have_url(re.compile(r"/jobs$"))  # back where she was going
+        expect(grace.locator(".empty")).to_contain_text("No jobs yet")
+        grace.goto("/")
+        expect(grace.get_by_role("heading", name="Start here")).to_be_visible()
+        expect(grace.get_by_text("bbc-news.csv")).to_have_count(0)  # not hers
+        grace.get_by_role("button", name="Try the Handwritten digits sample").click()
+        expect(grace).to_have_url(re.compile(r"/datasets/\d+$"))
+        expect(grace.locator("main h1")).to_have_text("Handwritten digits")
+        thumbs = grace.locator(".thumbs img")
+        expect(thumbs.first).to_be_visible()
+        thumbs.first.scroll_into_view_if_needed()
+        grace.wait_for_function(
+            "() => [...document.querySelectorAll('.thumbs img')].slice(0, 5)"
+            ".every((img) => img.complete && img.naturalWidth > 0)"
+        )
+        shot(grace, "15-image-dataset")
+        assert_usable(grace)
+        grace.goto("/")
+        expect(grace.get_by_role("heading", name="Start here")).to_have_count(0)
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("screen", ["laptop", "phone"])
 @pytest.mark.parametrize(
     "path", ["/", "/datasets", "/dataset", "/jobs", "/job", "/comparisons"], ids=str
 )
-def test_pages_fit_a_phone(page: Any, server: Server, path: str) -> None:
+def test_every_page_fits_the_screen(page: Any, server: Server, path: str, screen: str) -> None:
     where = {
         "/dataset": f"/datasets/{server.state.get('dataset_id')}",
         "/job": f"/jobs/{server.state.get('job_id')}",
     }.get(path, path)
-    page.set_viewport_size(PHONE)
+    page.set_viewport_size(PHONE if screen == "phone" else LAPTOP)
     try:
         page.goto(where)
         expect(page.locator("main h1")).to_be_visible()
         name = {"/": "home", "/dataset": "dataset", "/job": "job"}.get(path, path.strip("/"))
-        shot(page, f"phone-{name}")
+        shot(page, f"{screen}-{name}")
         assert_usable(page)
     finally:
-        page.set_viewport_size({"width": 1280, "height": 800})
+        page.set_viewport_size(LAPTOP)
