@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -13,6 +14,25 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def embedded_env(home: Path, port: int) -> dict[str, str]:
+    """The environment for a `tuneboard serve` of its own, on the embedded defaults: SQLite
+    database and broker, data folder and model root, all under `home`."""
+    return {
+        **os.environ,
+        "TUNEBOARD_DATABASE_URL": f"sqlite:///{home}/tuneboard.db",
+        "TUNEBOARD_BROKER_URL": f"sqla+sqlite:///{home}/broker.db",
+        "TUNEBOARD_DATA_DIR": str(home / "data"),
+        "TUNEBOARD_MODEL_ROOTS": f'["{home / "models"}"]',
+        "TUNEBOARD_PORT": str(port),
+    }
 
 
 @contextmanager

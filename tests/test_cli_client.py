@@ -3,9 +3,7 @@
 
 from __future__ import annotations
 
-import os
 import re
-import socket
 import subprocess
 import sys
 import zipfile
@@ -15,26 +13,13 @@ import httpx
 
 from tests.accounts import PASSWORD, sign_in
 from tests.factories import labelled_texts, make_tiny_bert, write_csv
-from tests.processes import ROOT, stop_group, wait_for
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.processes import ROOT, embedded_env, free_port, stop_group, wait_for
 
 
 def test_the_cli_uploads_runs_follows_and_exports(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     make_tiny_bert(tmp_path / "models" / "tiny-bert")
-    env = {
-        **os.environ,
-        "TUNEBOARD_DATABASE_URL": f"sqlite:///{tmp_path}/cli.db",
-        "TUNEBOARD_BROKER_URL": f"sqla+sqlite:///{tmp_path}/broker.db",
-        "TUNEBOARD_DATA_DIR": str(tmp_path / "data"),
-        "TUNEBOARD_MODEL_ROOTS": f'["{tmp_path / "models"}"]',
-        "TUNEBOARD_PORT": str(port),
-    }
+    env = embedded_env(tmp_path, port)
     cli = [sys.executable, "-m", "app.cli"]
     made = subprocess.run(
         [*cli, "create-user", "cli", "--password-stdin"],

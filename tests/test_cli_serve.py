@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,13 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.processes import ROOT, stop_group, wait_for
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.processes import ROOT, embedded_env, free_port, stop_group, wait_for
 
 
 def _group_alive(pgid: int) -> bool:
@@ -37,14 +30,8 @@ def _children(pid: int) -> list[str]:
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
 def test_serve_runs_web_and_worker_and_stops_both(tmp_path: Path, stop_signal: int) -> None:
-    port = _free_port()
-    env = {
-        **os.environ,
-        "TUNEBOARD_DATABASE_URL": f"sqlite:///{tmp_path}/serve.db",
-        "TUNEBOARD_BROKER_URL": f"sqla+sqlite:///{tmp_path}/broker.db",
-        "TUNEBOARD_DATA_DIR": str(tmp_path / "data"),
-        "TUNEBOARD_PORT": str(port),
-    }
+    port = free_port()
+    env = embedded_env(tmp_path, port)
     log = (tmp_path / "serve.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "app.cli", "serve"],

@@ -29,7 +29,7 @@ import pytest
 
 from tests.accounts import PASSWORD, sign_in
 from tests.factories import labelled_texts, make_tiny_bert, write_csv
-from tests.processes import ROOT, stop_group, wait_for
+from tests.processes import ROOT, free_port, stop_group, wait_for
 
 ADMIN_URL = os.environ.get(
     "TUNEBOARD_TEST_POSTGRES_ADMIN", "postgresql://postgres@127.0.0.1:5432/test"
@@ -39,18 +39,12 @@ FINISHED = {"succeeded", "failed", "cancelled"}
 EPOCHS = 40
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class RedisServer:
     """A real redis-server on a port of its own, without persistence: a restart loses every
     queued message, as a crashed Redis without an append-only file would."""
 
     def __init__(self, folder: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.folder = folder
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -150,7 +144,7 @@ def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subproc
 
 @contextmanager
 def web(stack: dict[str, Any], log: Path) -> Iterator[httpx.Client]:
-    port = _free_port()
+    port = free_port()
     args = ["serve", "--no-worker", "--port", str(port)]
     with (
         process(args, stack["env"], log),

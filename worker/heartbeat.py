@@ -32,6 +32,15 @@ from app.workers import service as workers
 log = logging.getLogger("tuneboard.worker")
 SETTLE = timedelta(seconds=15)  # a new job's first message may still be on its way
 
+# The pool forks a training process while this thread may be inside SQLite or the broker
+# client. A child forked mid-call inherits their locks held, with no thread left to release
+# them, and hangs at its first query (seen: a job received, never claimed). So a fork waits
+# for the heartbeat's current round, and the heartbeat never starts one mid-fork.
+_round = threading.Lock()
+os.register_at_fork(
+    before=_round.acquire, after_in_parent=_round.release, after_in_child=_round.release
+)
+
 
 def describe_device() -> str:
     """ "cuda: <names>" where nvidia-smi sees GPUs, else "cpu (N cores)". Asked of
@@ -67,10 +76,11 @@ class Heartbeat(threading.Thread):
         last_maintenance = -float("inf")  # housekeeping once at start, too
         while not self.stopping.is_set():
             try:
-                self.beat()
-                if time.monotonic() - last_maintenance >= settings.maintenance_seconds:
-                    last_maintenance = time.monotonic()
-                    self.maintain()
+                with _round:
+                    self.beat()
+                    if time.monotonic() - last_maintenance >= settings.maintenance_seconds:
+                        last_maintenance = time.monotonic()
+                        self.maintain()
             except Exception:  # noqa: BLE001 - a database or broker outage must not end it
                 log.exception("heartbeat: will try again")
             self.stopping.wait(settings.worker_beat_seconds)

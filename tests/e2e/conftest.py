@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.processes import ROOT, stop_group, wait_for
+from tests.processes import ROOT, embedded_env, free_port, stop_group, wait_for
 
 CHROMIUM = Path(os.environ.get("TUNEBOARD_E2E_CHROMIUM", "/usr/bin/chromium"))
 SCREENSHOTS = ROOT / os.environ.get("TUNEBOARD_E2E_SCREENSHOTS", "var/test-artifacts/screenshots")
@@ -48,12 +47,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.e2e)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class Server:
     url: str
@@ -71,16 +64,8 @@ def server() -> Iterator[Server]:
     """`tuneboard serve` with its workers on a fresh SQLite database: no user yet, so the
     first page a person sees is the first-run setup."""
     home = Path(tempfile.mkdtemp(prefix="tuneboard-e2e-"))
-    port = _free_port()
-    env = {
-        **os.environ,
-        "TUNEBOARD_DATABASE_URL": f"sqlite:///{home}/tuneboard.db",
-        "TUNEBOARD_BROKER_URL": f"sqla+sqlite:///{home}/broker.db",
-        "TUNEBOARD_DATA_DIR": str(home / "data"),
-        "TUNEBOARD_MODEL_ROOTS": f'["{home / "models"}"]',
-        "TUNEBOARD_PORT": str(port),
-        "TUNEBOARD_MAX_UPLOAD_BYTES": str(20 * 1024 * 1024),
-    }
+    port = free_port()
+    env = {**embedded_env(home, port), "TUNEBOARD_MAX_UPLOAD_BYTES": str(20 * 1024 * 1024)}
     log = home / "serve.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -136,12 +121,15 @@ def page(browser: Any, server: Server) -> Iterator[Any]:
     context.close()
 
 
-def shot(page: Any, name: str) -> Path:
-    """A full-page screenshot as a test artifact (and, with `make screenshots`, for the
-    README)."""
+def shot(page: Any, name: str, part: str | None = None) -> Path:
+    """A full-page screenshot, or of the `part` selector only, as a test artifact (and, with
+    `make screenshots`, for the README)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / (re.sub(r"[^\w.-]+", "_", name) + ".png")
-    page.screenshot(path=str(path), full_page=True)
+    if part:
+        page.locator(part).screenshot(path=str(path))
+    else:
+        page.screenshot(path=str(path), full_page=True)
     return path
 
 
