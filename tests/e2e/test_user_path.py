@@ -260,7 +260,7 @@ def test_the_playground_answers_and_the_download_loads(
 
 
 def test_a_comparison_runs_and_its_page_overlays_the_curves(page: Any, server: Server) -> None:
-    _new_job(page, server, "transfer_frozen", **{"Max tokens per text": "64"})
+    _new_job(page, server, "transfer_frozen", **{"Max tokens per text": "48"})
     for box in page.locator('input[name="compare_strategies"]').all():
         box.set_checked(box.get_attribute("value") in ("transfer_frozen", "transfer_top_k"))
     page.get_by_role("button", name="Compare ticked strategies").click()
@@ -281,7 +281,7 @@ def test_a_comparison_runs_and_its_page_overlays_the_curves(page: Any, server: S
 
 
 def test_a_running_job_can_be_cancelled(page: Any, server: Server) -> None:
-    _new_job(page, server, "finetune_full", **{"Epochs": "30", "Max tokens per text": "48"})
+    _new_job(page, server, "finetune_full", **{"Epochs": "30", "Max tokens per text": "32"})
     page.get_by_role("button", name="Queue job").click()
     expect(page).to_have_url(re.compile(r"/jobs/\d+$"))
     wait_for_status(page, server, "running", timeout=60_000)
