@@ -102,22 +102,24 @@ def browser() -> Iterator[Any]:
         chromium.close()
 
 
+def watched_tab(context: Any) -> Any:
+    """A new tab whose dialogs (an alert from injected script, say) are recorded and
+    dismissed, and whose script errors are recorded: the tests assert there were none."""
+    tab = context.new_page()
+    tab.dialogs, tab.script_errors = [], []
+    tab.on("dialog", lambda d: (tab.dialogs.append(d.message), d.dismiss()))
+    tab.on("pageerror", lambda e: tab.script_errors.append(str(e)))
+    return tab
+
+
 @pytest.fixture(scope="module")
 def page(browser: Any, server: Server) -> Iterator[Any]:
-    """One laptop-sized tab for the whole module; any dialog (alert from injected script,
-    say) is recorded and dismissed, and the tests assert there was none."""
+    """One laptop-sized, watched tab for the whole module."""
     context = browser.new_context(
         base_url=server.url, viewport=LAPTOP, accept_downloads=True, locale="en-GB"
     )
     context.set_default_timeout(15_000)
-    tab = context.new_page()
-    dialogs: list[str] = []
-    tab.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    errors: list[str] = []
-    tab.on("pageerror", lambda e: errors.append(str(e)))
-    tab.dialogs = dialogs
-    tab.script_errors = errors
-    yield tab
+    yield watched_tab(context)
     context.close()
 
 

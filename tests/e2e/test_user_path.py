@@ -18,7 +18,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.accounts import PASSWORD
-from tests.e2e.conftest import LAPTOP, PHONE, Server, shot
+from tests.e2e.conftest import LAPTOP, PHONE, Server, shot, watched_tab
 from tests.factories import bbc_news_rows
 
 # A class name that is also markup: it must show as text everywhere and never run.
@@ -319,9 +319,7 @@ def test_a_new_user_starts_from_a_sample_dataset(browser: Any, page: Any, server
     # ... who signs in to an empty dashboard that says where to start.
     context = browser.new_context(base_url=server.url, viewport=page.viewport_size)
     try:
-        grace = context.new_page()
-        grace.script_errors, grace.dialogs = [], []
-        grace.on("pageerror", lambda e: grace.script_errors.append(str(e)))
+        grace = watched_tab(context)
         grace.goto("/jobs")
         grace.get_by_label("Username").fill("grace")
         grace.get_by_label("Password").fill(PASSWORD)
