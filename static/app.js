@@ -287,6 +287,15 @@ document.addEventListener("DOMContentLoaded", () => {
   setupUpload(); setupCharts(); setupOverlay(); setupModelChoice();
 });
 
+// Sizes computed by the server come as data attributes, applied here: the Content-Security-
+// Policy admits no inline style attributes, while writes through the CSSOM are allowed.
+function applySizes(root) {
+  root.querySelectorAll("[data-width]").forEach((el) => { el.style.width = `${el.dataset.width}%`; });
+  root.querySelectorAll("[data-alpha]").forEach((el) => { el.style.setProperty("--alpha", el.dataset.alpha); });
+}
+document.addEventListener("DOMContentLoaded", () => applySizes(document));
+document.addEventListener("htmx:afterSettle", (event) => applySizes(event.detail.elt || document));
+
 // The log tail reads bottom-up like a terminal: keep the newest line in view after each poll.
 function scrollLogs() { document.querySelectorAll("pre.log").forEach((el) => { el.scrollTop = el.scrollHeight; }); }
 document.addEventListener("DOMContentLoaded", scrollLogs);

@@ -31,6 +31,7 @@ def csrf_of(client: TestClient, page: str = "/login") -> str:
 def sign_in(client: TestClient, username: str, password: str = PASSWORD) -> str:
     """Sign `client` in through the login form; its later unsafe requests carry the
     session's CSRF token as htmx would. Returns that token."""
+    client.headers.pop("X-CSRF-Token", None)  # a previous session's, if signed in before
     token = csrf_of(client, "/login")
     response = client.post(
         "/login",

@@ -1,7 +1,8 @@
-"""Users, passwords and API tokens.
+"""Users, passwords, sessions and API tokens.
 
-Passwords are hashed with Argon2id (argon2-cffi's defaults, rehashed when those change).
-Tokens are 43 random URL-safe characters after a `tb_` prefix, stored as their sha256.
+Passwords are hashed with Argon2id (passwords.py); sign-in attempts are throttled per account
+and per client address (throttle.py). Tokens are 43 random URL-safe characters after a
+`tb_` prefix, stored as their sha256.
 """
 
 from __future__ import annotations
@@ -11,20 +12,15 @@ import re
 import secrets
 from datetime import UTC, datetime
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from app.accounts import passwords, throttle
 from app.accounts.models import ApiToken, User
+from app.accounts.passwords import WeakPassword
 
 USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-MIN_PASSWORD = 8
 TOKEN_PREFIX = "tb_"
-_hasher = PasswordHasher()
-# Verified against when the user does not exist, so a wrong name costs what a wrong password
-# does and login timing does not reveal which names exist.
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
 
 class AccountInvalid(ValueError):
@@ -46,34 +42,77 @@ def create_user(session: Session, *, username: str, password: str, is_admin: boo
             "a username is 1 to 64 letters, digits, dots, dashes or underscores, "
             "starting with a letter or digit"
         )
-    if len(password) < MIN_PASSWORD:
-        raise AccountInvalid(f"a password needs at least {MIN_PASSWORD} characters")
+    _check_new_password(password, username)
     taken = session.scalar(select(User).where(func.lower(User.username) == username.lower()))
     if taken is not None:
         raise AccountInvalid(f"the username '{username}' is taken")
-    user = User(username=username, password_hash=_hasher.hash(password), is_admin=is_admin)
+    user = User(
+        username=username, password_hash=passwords.hash_password(password), is_admin=is_admin
+    )
     session.add(user)
     session.commit()
     return user
 
 
-def authenticate(session: Session, username: str, password: str) -> User | None:
-    user = session.scalar(select(User).where(User.username == username.strip()))
+def _check_new_password(password: str, username: str) -> None:
     try:
-        _hasher.verify(user.password_hash if user else _DUMMY_HASH, password)
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        passwords.check_new_password(password, username=username)
+    except WeakPassword as exc:
+        raise AccountInvalid(str(exc)) from exc
+
+
+def authenticate(session: Session, username: str, password: str, *, client: str) -> User | None:
+    """The user these credentials name, or None. Raises throttle.TooManyAttempts, before any
+    password is checked, once this account or this client address has failed too often."""
+    throttle.check(username, client)
+    user = session.scalar(select(User).where(User.username == username.strip()))
+    with throttle.one_of_few(client):
+        matches = passwords.verify(user.password_hash if user else None, password)
+    if not matches:
+        throttle.failed(username, client)
         return None
-    if user is None or user.disabled:
+    assert user is not None
+    if user.disabled:
         return None
-    if _hasher.check_needs_rehash(user.password_hash):
-        user.password_hash = _hasher.hash(password)
+    throttle.succeeded(username)
+    if passwords.needs_rehash(user.password_hash):
+        user.password_hash = passwords.hash_password(password)
         session.commit()
     return user
+
+
+def end_sessions(session: Session, user: User) -> None:
+    """Every session cookie issued to `user` so far stops working."""
+    session.execute(
+        update(User)
+        .where(User.id == user.id)
+        .values(session_generation=User.session_generation + 1)
+    )
+    session.commit()
+    session.refresh(user)
 
 
 def set_disabled(session: Session, user: User, disabled: bool) -> None:
     user.disabled = disabled
     session.commit()
+    end_sessions(session, user)  # re-enabling must not bring old cookies back either
+
+
+def change_password(
+    session: Session, user: User, *, current: str, new: str, client: str
+) -> None:
+    """The user's own change: the current password first (throttled like a sign-in)."""
+    if authenticate(session, user.username, current, client=client) is None:
+        raise AccountInvalid("the current password is wrong")
+    set_password(session, user, new)
+
+
+def set_password(session: Session, user: User, new: str) -> None:
+    """A new password (the user's own change, or an admin's reset); ends every session."""
+    _check_new_password(new, user.username)
+    user.password_hash = passwords.hash_password(new)
+    session.commit()
+    end_sessions(session, user)
 
 
 def list_users(session: Session) -> list[User]:

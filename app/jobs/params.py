@@ -12,7 +12,8 @@ from app.jobs.strategies import DEFAULT_EPOCHS, DEFAULT_PATIENCE, Strategy
 class JobParams(BaseModel):
     """Anything not listed here is a 422, so a typo is never silently ignored."""
 
-    model_config = ConfigDict(extra="forbid")
+    # NaN and infinities are never a setting (and JSON cannot carry them back in an answer).
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     epochs: int | None = Field(None, ge=1, le=200, description="Default depends on the strategy")
     batch_size: int = Field(16, ge=1, le=1024)

@@ -1,5 +1,5 @@
-"""Signing in and out, the first-run page that makes the first admin, a user's API tokens,
-and the admin's list of users."""
+"""Signing in and out, the first-run page that makes the first admin, a user's password and
+API tokens, and the admin's list of users (add, disable, reset a password)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,17 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from app.accounts import service as accounts
 from app.accounts.models import User
-from app.web.auth import AdminDep, UserDep, check_csrf, sign_in, sign_out
+from app.accounts.passwords import MIN_LENGTH, PasswordChecksBusy
+from app.accounts.throttle import TooManyAttempts
+from app.web.auth import (
+    AdminDep,
+    SignedInDep,
+    UserDep,
+    check_csrf,
+    client_address,
+    sign_in,
+    sign_out,
+)
 from app.web.deps import Id, SessionDep
 from app.web.templating import render
 
@@ -36,17 +46,26 @@ def login_page(request: Request, session: SessionDep, next: str = "/") -> Respon
 def login(
     request: Request, session: SessionDep, username: Text, password: Text, next: Text = "/"
 ) -> Response:
-    user = accounts.authenticate(session, username, password)
+    context: dict[str, object] = {"next": _safe_next(next)}
+    try:
+        user = accounts.authenticate(session, username, password, client=client_address(request))
+    except TooManyAttempts as exc:
+        headers = {"Retry-After": str(exc.retry_after)}
+        page = render(request, "accounts/login.html", {**context, "error": str(exc)}, status=429)
+        page.headers.update(headers)
+        return page
+    except PasswordChecksBusy as exc:
+        return render(request, "accounts/login.html", {**context, "error": str(exc)}, status=503)
     if user is None:
-        context = {"next": _safe_next(next), "error": "wrong username or password"}
+        context["error"] = "wrong username or password"
         return render(request, "accounts/login.html", context, status=401)
     sign_in(request, user)
     return RedirectResponse(_safe_next(next), status_code=303)
 
 
 @router.post("/logout")
-def logout(request: Request) -> Response:
-    sign_out(request)
+def logout(request: Request, session: SessionDep) -> Response:
+    sign_out(request, session)
     return RedirectResponse("/login", status_code=303)
 
 
@@ -55,7 +74,7 @@ def setup_page(request: Request, session: SessionDep) -> Response:
     """First visit, no user yet: make the first admin. Gone once anyone exists."""
     if accounts.any_user(session):
         return RedirectResponse("/login", status_code=303)
-    return render(request, "accounts/setup.html", {"error": None})
+    return render(request, "accounts/setup.html", {"error": None, "min_length": MIN_LENGTH})
 
 
 @router.post("/setup", response_class=HTMLResponse)
@@ -65,14 +84,34 @@ def setup(request: Request, session: SessionDep, username: Text, password: Text)
     try:
         user = accounts.create_user(session, username=username, password=password, is_admin=True)
     except accounts.AccountInvalid as exc:
-        return render(request, "accounts/setup.html", {"error": str(exc)}, status=422)
+        context = {"error": str(exc), "min_length": MIN_LENGTH}
+        return render(request, "accounts/setup.html", context, status=422)
     sign_in(request, user)
     return RedirectResponse("/", status_code=303)
 
 
-def _account(request: Request, user: User, **extra: object) -> Response:
-    context = {"user": user, "new_token": None, "error": None, **extra}
-    return render(request, "accounts/account.html", context)
+def _account(request: Request, user: User, *, status: int = 200, **extra: object) -> Response:
+    context = {
+        "user": user,
+        "new_token": None,
+        "token_error": None,
+        "password_error": None,
+        "password_changed": False,
+        "min_length": MIN_LENGTH,
+        **extra,
+    }
+    return render(request, "accounts/account.html", context, status=status)
+
+
+def _password_ok(request: Request, session: SessionDep, user: User, password: str) -> str | None:
+    """None when `password` is the user's own; else why not (throttled like a sign-in)."""
+    try:
+        client = client_address(request)
+        if accounts.authenticate(session, user.username, password, client=client) is None:
+            return "that is not your current password"
+    except (TooManyAttempts, PasswordChecksBusy) as exc:
+        return str(exc)
+    return None
 
 
 @router.get("/account", response_class=HTMLResponse)
@@ -81,20 +120,47 @@ def account(request: Request, user: UserDep) -> Response:
 
 
 @router.post("/account/tokens", response_class=HTMLResponse)
-def create_token(request: Request, session: SessionDep, user: UserDep, name: Text) -> Response:
+def create_token(
+    request: Request, session: SessionDep, user: SignedInDep, name: Text, password: Text
+) -> Response:
+    """A new token needs the password again: a stolen cookie or token must not mint more."""
+    problem = _password_ok(request, session, user, password)
+    if problem is not None:
+        return _account(request, user, status=403, token_error=problem)
     token, _ = accounts.create_token(session, user, name)
     session.refresh(user)
     return _account(request, user, new_token=token)
 
 
 @router.post("/account/tokens/{token_id}/revoke")
-def revoke_token(session: SessionDep, user: UserDep, token_id: Id) -> Response:
+def revoke_token(session: SessionDep, user: SignedInDep, token_id: Id) -> Response:
     accounts.revoke_token(session, user, token_id)
     return RedirectResponse("/account", status_code=303)
 
 
-def _users(request: Request, session: SessionDep, error: str | None = None) -> Response:
-    context = {"users": accounts.list_users(session), "error": error}
+@router.post("/account/password", response_class=HTMLResponse)
+def change_password(
+    request: Request, session: SessionDep, user: SignedInDep, current: Text, new: Text
+) -> Response:
+    """Ends every other session of the user; this browser stays signed in."""
+    try:
+        client = client_address(request)
+        accounts.change_password(session, user, current=current, new=new, client=client)
+    except (accounts.AccountInvalid, TooManyAttempts, PasswordChecksBusy) as exc:
+        return _account(request, user, status=422, password_error=str(exc))
+    sign_in(request, user)
+    return _account(request, user, password_changed=True)
+
+
+def _users(
+    request: Request, session: SessionDep, error: str | None = None, done: str | None = None
+) -> Response:
+    context = {
+        "users": accounts.list_users(session),
+        "error": error,
+        "done": done,
+        "min_length": MIN_LENGTH,
+    }
     return render(request, "accounts/users.html", context, status=422 if error else 200)
 
 
@@ -134,3 +200,20 @@ def set_disabled(
         return _users(request, session, "you cannot disable yourself")
     accounts.set_disabled(session, target, disabled)
     return RedirectResponse("/admin/users", status_code=303)
+
+
+@router.post("/admin/users/{user_id}/password", response_class=HTMLResponse)
+def reset_password(
+    request: Request, session: SessionDep, admin: AdminDep, user_id: Id, password: Text
+) -> Response:
+    """An admin sets a new password for someone who lost theirs; their sessions end."""
+    target = session.get(User, user_id)
+    if target is None:
+        return _users(request, session, f"no user with id {user_id}")
+    try:
+        accounts.set_password(session, target, password)
+    except accounts.AccountInvalid as exc:
+        return _users(request, session, f"{target.username}: {exc}")
+    if target.id == admin.id:
+        sign_in(request, target)  # an admin resetting their own stays signed in here
+    return _users(request, session, done=f"new password set for {target.username}")

@@ -1,5 +1,9 @@
 """Who is asking: the signed-in user of a session cookie, or the owner of a Bearer token.
 
+A session cookie carries the user id and the user's session generation at sign-in; a cookie
+whose generation is no longer the user's (after sign-out, a password change or disabling)
+is refused, so sessions are revocable although the cookie itself is only signed.
+
 Every route but the login and first-run pages depends on `current_user`. A request without
 one gets a 401 on the API and a redirect to the login page (or, before any user exists, to
 the first-run page) everywhere else.
@@ -45,11 +49,21 @@ def sign_in(request: Request, user: User) -> None:
     # A fresh session on sign-in: a session fixed before it gains nothing.
     request.session.clear()
     request.session["user_id"] = user.id
+    request.session["generation"] = user.session_generation
     csrf_token(request)
 
 
-def sign_out(request: Request) -> None:
+def sign_out(request: Request, session: Session) -> None:
+    """Ends this browser's session and every other one of the same user: a copied cookie
+    must not outlive the sign-out."""
+    user = _session_user(request, session)
+    if user is not None:
+        accounts.end_sessions(session, user)
     request.session.clear()
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
 
 
 async def check_csrf(request: Request) -> None:
@@ -87,12 +101,29 @@ def current_user(request: Request, session: Annotated[Session, Depends(session_s
         if user is None:
             raise NotSignedIn("the API token is unknown or revoked")
     else:
-        user_id = request.session.get("user_id")
-        user = session.get(User, user_id) if isinstance(user_id, int) else None
-        if user is None or user.disabled:
+        user = _session_user(request, session)
+        if user is None:
             raise NotSignedIn("sign in first")
     request.state.user = user  # for the page layout
     return user
+
+
+def _session_user(request: Request, session: Session) -> User | None:
+    user_id = request.session.get("user_id")
+    user = session.get(User, user_id) if isinstance(user_id, int) else None
+    if user is None or user.disabled:
+        return None
+    if request.session.get("generation") != user.session_generation:
+        return None  # signed out, password changed or disabled since this cookie was made
+    return user
+
+
+def signed_in_user(request: Request, session: Annotated[Session, Depends(session_scope)]) -> User:
+    """The user of a browser session, never of a Bearer token: for managing tokens and the
+    password, which a leaked token must not be able to do."""
+    if _bearer(request) is not None:
+        raise HTTPException(403, "sign in with a password for this; an API token cannot")
+    return current_user(request, session)
 
 
 def admin_user(user: Annotated[User, Depends(current_user)]) -> User:
@@ -102,4 +133,5 @@ def admin_user(user: Annotated[User, Depends(current_user)]) -> User:
 
 
 UserDep = Annotated[User, Depends(current_user)]
+SignedInDep = Annotated[User, Depends(signed_in_user)]
 AdminDep = Annotated[User, Depends(admin_user)]

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from app.accounts.passwords import PasswordChecksBusy
 from app.accounts.quotas import QuotaExceeded
 from app.accounts.service import AccountInvalid
+from app.accounts.throttle import TooManyAttempts
 from app.catalog import UnknownModel
 from app.datasets.archives import ArchiveError
 from app.datasets.parsing import ParseError
@@ -33,7 +38,20 @@ def error_body(exc: Exception) -> tuple[int, dict[str, object]]:
         return 429, {"detail": str(exc)}
     if isinstance(exc, AccountInvalid):
         return 422, {"detail": str(exc)}
+    if isinstance(exc, TooManyAttempts):
+        return 429, {"detail": str(exc)}
+    if isinstance(exc, PasswordChecksBusy):
+        return 503, {"detail": str(exc)}
     raise exc
+
+
+def validation_errors(errors: Any) -> list[dict[str, Any]]:
+    """Pydantic's errors without the input they were about: an error must never echo a
+    (possibly huge, possibly hostile) body back, nor hold values JSON cannot carry (NaN)."""
+    return [
+        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", ""))[:300], "type": e.get("type")}
+        for e in list(errors)[:20]
+    ]
 
 
 DOMAIN_ERRORS = (
@@ -48,13 +66,23 @@ DOMAIN_ERRORS = (
     InvalidJob,
     QuotaExceeded,
     AccountInvalid,
+    TooManyAttempts,
+    PasswordChecksBusy,
 )
 
 
 def install(app: FastAPI) -> None:
     async def handle(_request: Request, exc: Exception) -> JSONResponse:
         status, body = error_body(exc)
-        return JSONResponse(body, status_code=status)
+        headers = (
+            {"Retry-After": str(exc.retry_after)} if isinstance(exc, TooManyAttempts) else None
+        )
+        return JSONResponse(body, status_code=status, headers=headers)
+
+    async def invalid_request(_request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        return JSONResponse({"detail": validation_errors(exc.errors())}, status_code=422)
 
     for exc_type in DOMAIN_ERRORS:
         app.add_exception_handler(exc_type, handle)
+    app.add_exception_handler(RequestValidationError, invalid_request)

@@ -28,13 +28,14 @@ def home(request: Request, session: SessionDep, user: UserDep) -> Response:
             "jobs": jobs.list_jobs(session, user, limit=10),
             "datasets": datasets.list_datasets(session, user)[:5],
             "comparisons": comparisons.list_comparisons(session, user, limit=5),
-            "fleet": workers.fleet(session),
+            "fleet": workers.fleet(session, admin=user.is_admin),
             "samples": samples.list_samples(),
         },
     )
 
 
 @router.get("/workers/fragment", response_class=HTMLResponse)
-def fleet_fragment(request: Request, session: SessionDep) -> Response:
+def fleet_fragment(request: Request, session: SessionDep, user: UserDep) -> Response:
     """The workers card, refreshed by the home page every few seconds."""
-    return render(request, "home.html", {"fleet": workers.fleet(session)}, block="fleet")
+    fleet = workers.fleet(session, admin=user.is_admin)
+    return render(request, "home.html", {"fleet": fleet}, block="fleet")

@@ -26,11 +26,13 @@ class Worker(Base):
 
 
 class WorkerOut(BaseModel):
+    """Hostnames and process ids are for admins: others see "worker 1", "worker 2"…"""
+
     model_config = ConfigDict(from_attributes=True)
 
     id: str
-    hostname: str
-    pid: int
+    hostname: str | None
+    pid: int | None
     queues: list[str]
     device: str
     started_at: datetime

@@ -71,8 +71,12 @@ def queue_depth(session: Session) -> dict[str, int]:
     return depth
 
 
-def fleet(session: Session) -> Fleet:
-    return Fleet(
-        workers=[WorkerOut.model_validate(w) for w in alive(session)],
-        queue_depth=queue_depth(session),
-    )
+def fleet(session: Session, *, admin: bool) -> Fleet:
+    """Live workers and queue depths; where they run (host, process) only for admins."""
+    workers = [WorkerOut.model_validate(w) for w in alive(session)]
+    if not admin:
+        workers = [
+            w.model_copy(update={"id": f"worker {n}", "hostname": None, "pid": None})
+            for n, w in enumerate(workers, start=1)
+        ]
+    return Fleet(workers=workers, queue_depth=queue_depth(session))
