@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 
-USER, PASSWORD = "bench", "benchmark password"
+USER, PASSWORD = "bench", "load test passphrase"  # 10+ characters, no username in it
 CSRF_META = re.compile(r'<meta name="csrf-token" content="([^"]+)">')
 
 
