@@ -39,7 +39,8 @@ def serve(
     worker: bool = typer.Option(
         True,
         "--worker/--no-worker",
-        help="Start a training worker and a predict worker beside the web server",
+        help="Start a training worker and predict workers (questions, batch files) beside the "
+        "web server",
     ),
 ) -> None:
     """Migrate, then serve the dashboard (with embedded workers unless --no-worker)."""
@@ -58,7 +59,8 @@ def serve(
     upgrade_head()
     children = []
     if worker:
-        for queues in ("cpu", "predict"):
+        # Training and batch files at a lower CPU priority than the web (TUNEBOARD_WORKER_NICE).
+        for queues in ("cpu", "predict", "predict-batch"):
             command = [sys.executable, "-m", "app.cli", "worker", f"--queues={queues}"]
             children.append(subprocess.Popen(command))
     # uvicorn re-raises the signal that stopped it once it has shut down; make SIGTERM an
@@ -123,7 +125,7 @@ def worker(
     queues: str = typer.Option(
         "cpu",
         help="Comma-separated queues to consume: cpu and/or gpu (training), or predict alone "
-        "(the playground)",
+        "(playground questions), or predict-batch alone (batch files)",
     ),
     concurrency: int = typer.Option(1, help="Jobs trained at once by this worker"),
 ) -> None:

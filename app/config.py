@@ -65,6 +65,18 @@ class Settings(BaseSettings):
     # Checkpoints: at the end of every epoch, and mid-epoch when this long has passed.
     checkpoint_every_seconds: float = 600
 
+    # Fair share (RELIABILITY row 30). Non-admin users may ask for a time limit up to this
+    # (admins: up to max_job_time_limit_seconds); 422 beyond.
+    max_user_job_time_limit_seconds: float = 24 * 3600
+    # Per-user playground limits: questions and batch files waiting at once, and asked per
+    # minute (429 beyond).
+    max_queued_predictions_per_user: int = 10
+    max_predictions_per_minute_per_user: int = 30
+    # Training workers and the batch-prediction worker lower their CPU priority by this much
+    # (the `nice` value, 0-19; 0 keeps the web server's), so pages stay quick while a job
+    # trains on the same machine. See README, "A web that stays quick while a job trains".
+    worker_nice: int = 10
+
     @property
     def development(self) -> bool:
         return self.env == "development"

@@ -13,6 +13,10 @@ from app.config import Settings, get_settings
 TRAIN_TASK = "training.run_job"
 PREDICT_TASK = "predict.run"
 PREDICT_QUEUE = "predict"  # answered by a worker that keeps models loaded (worker/main.py)
+# Batch files have a lane (and worker) of their own, so a long batch never delays a single
+# playground question; their worker runs at the training workers' lower CPU priority.
+PREDICT_BATCH_QUEUE = "predict-batch"
+PREDICT_QUEUES = (PREDICT_QUEUE, PREDICT_BATCH_QUEUE)
 # A job past its soft time limit stops at its next step; one that does not (a step that
 # hangs) is killed by Celery this much later.
 HARD_LIMIT_GRACE_SECONDS = 300
@@ -51,12 +55,17 @@ def make_celery() -> Celery:
 celery_app = make_celery()
 
 
-def enqueue_training(job_id: int, *, queue: str = "cpu", time_limit: float | None = None) -> None:
-    """Send a job id to the workers. Call only after the job row is committed.
-    `time_limit`: the job's soft limit in seconds (default: the setting); Celery kills the
-    training process HARD_LIMIT_GRACE_SECONDS after it."""
-    hard = hard_time_limit(get_settings(), time_limit)
-    celery_app.send_task(TRAIN_TASK, args=[job_id], queue=queue, time_limit=hard)
+def enqueue_training(job_id: int, *, queue: str = "cpu") -> None:
+    """Wake a worker on `queue` for a newly queued job. Call only after the job row is
+    committed. The worker runs whichever queued job the database picks next (fair share,
+    app/jobs/fair_share.py), not necessarily `job_id`, so Celery's hard limit here is the
+    longest any job may have; the claimed job's own limit is enforced by the worker
+    (worker/process_limits.py)."""
+    settings = get_settings()
+    hard = hard_time_limit(settings, settings.max_job_time_limit_seconds)
+    celery_app.send_task(
+        TRAIN_TASK, args=[job_id], kwargs={"queue": queue}, queue=queue, time_limit=hard
+    )
 
 
 def broker_queue_sizes(queues: list[str]) -> dict[str, int]:
@@ -72,6 +81,8 @@ def broker_queue_sizes(queues: list[str]) -> dict[str, int]:
     return sizes
 
 
-def enqueue_prediction(prediction_id: int) -> None:
-    """Send a playground question to the predict workers, after its row is committed."""
-    celery_app.send_task(PREDICT_TASK, args=[prediction_id], queue=PREDICT_QUEUE)
+def enqueue_prediction(prediction_id: int, *, batch: bool = False) -> None:
+    """Send a playground question (or, `batch`, a batch file) to its predict lane, after its
+    row is committed."""
+    queue = PREDICT_BATCH_QUEUE if batch else PREDICT_QUEUE
+    celery_app.send_task(PREDICT_TASK, args=[prediction_id], queue=queue)

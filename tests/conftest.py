@@ -114,9 +114,14 @@ def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def predictor(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """One real `tuneboard worker --queues predict` process (the playground); yields its log."""
+    """Real predict workers, as `tuneboard serve` starts them: `--queues predict` (single
+    questions; its log is yielded) and `--queues predict-batch` (batch files; predict-batch.log
+    beside it)."""
     from tests.processes import worker_process
 
     log = tmp_path_factory.mktemp("predictor") / "predictor.log"
-    with worker_process(log, queues="predict"):
+    with (
+        worker_process(log, queues="predict"),
+        worker_process(log.with_name("predict-batch.log"), queues="predict-batch"),
+    ):
         yield log

@@ -4,12 +4,16 @@ Two kinds, by queue:
 - training (`cpu`, `gpu`): each job in a fresh child process, so memory is returned and peak
   memory is per job;
 - predicting (`predict`): one long-lived process that answers playground questions in turn
-  and keeps recently used models loaded, so a question costs a forward pass, not a load.
+  and keeps recently used models loaded, so a question costs a forward pass, not a load;
+  batch files go to `predict-batch`, a worker of the same kind of their own, so a long batch
+  never delays a single question.
+Training and batch workers run at a lower CPU priority (TUNEBOARD_WORKER_NICE) than the web
+server and the single-question worker (worker/process_limits.py).
 """
 
 from __future__ import annotations
 
-from app.queue import PREDICT_QUEUE, celery_app
+from app.queue import PREDICT_BATCH_QUEUE, PREDICT_QUEUE, PREDICT_QUEUES, celery_app
 
 
 def run_worker(*, queues: str, concurrency: int) -> None:
@@ -25,15 +29,22 @@ def run_worker(*, queues: str, concurrency: int) -> None:
     import worker.training.run  # noqa: F401
 
     names = {q.strip() for q in queues.split(",") if q.strip()}
-    if names == {PREDICT_QUEUE}:
+    if len(names) == 1 and names <= set(PREDICT_QUEUES):
         pool = ["--pool=solo"]  # the process that loads a model is the one that keeps it
-    elif PREDICT_QUEUE in names:
+    elif names & set(PREDICT_QUEUES):
+        lane = sorted(names & set(PREDICT_QUEUES))[0]
         raise SystemExit(
-            f"the {PREDICT_QUEUE!r} queue needs a worker of its own (it keeps models loaded); "
-            "start one with `tuneboard worker --queues predict`"
+            f"the {lane!r} queue needs a worker of its own (it keeps models loaded, and "
+            f"questions on {PREDICT_QUEUE!r} must never wait behind files on "
+            f"{PREDICT_BATCH_QUEUE!r}); start one with `tuneboard worker --queues {lane}`"
         )
     else:
         pool = [f"--concurrency={concurrency}", "--max-tasks-per-child=1"]
+    if names - {PREDICT_QUEUE, "ingest"}:  # training and batch files give way to the web
+        from app.config import get_settings
+        from worker.process_limits import lower_priority
+
+        lower_priority(get_settings().worker_nice)
     from worker.heartbeat import Heartbeat
 
     heartbeat = Heartbeat(sorted(names))

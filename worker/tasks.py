@@ -7,30 +7,57 @@ import logging
 import traceback
 from collections import Counter
 
+from sqlalchemy.orm import Session, sessionmaker
+
 from app import catalog
 from app.config import get_settings
 from app.datasets.training_data import load_training_data
 from app.db import get_sessionmaker
+from app.jobs import fair_share
 from app.jobs import service as jobs
 from app.jobs.models import Device, Job, JobStatus
 from app.jobs.params import resolve_params
 from app.jobs.recommend import recommend
 from app.jobs.strategies import Strategy
-from app.queue import TRAIN_TASK, celery_app
+from app.queue import TRAIN_TASK, celery_app, hard_time_limit
+from app.workers.service import CPU_QUEUE
 from worker.db_reporter import DatabaseReporter
+from worker.process_limits import arm_hard_time_limit, disarm_hard_time_limit
 
 log = logging.getLogger("tuneboard.worker")
 
 
 @celery_app.task(name=TRAIN_TASK, acks_late=True)
-def run_job(job_id: int) -> None:
+def run_job(job_id: int, queue: str | None = None) -> None:
+    """`job_id` is the job whose creation sent this message; the job run is the one the
+    database picks next on `queue` in fair-share order (app/jobs/fair_share.py)."""
     sessions = get_sessionmaker()
     with sessions() as session:
-        job = jobs.claim(session, job_id)
+        queue = queue or fair_share.queue_of(session, job_id) or CPU_QUEUE
+        job = fair_share.claim_next(session, queue=queue)
         if job is None:
-            log.info("job %s is not queued (taken, finished or cancelled); skipping", job_id)
+            log.info(
+                "job %s is not queued (taken, finished or cancelled) and no other job waits "
+                "on %s; skipping",
+                job_id,
+                queue,
+            )
             return
-    limit = jobs.time_limit_seconds(job, get_settings())
+    if job.id != job_id:
+        log.info("message for job %s: job %s is next in fair-share order", job_id, job.id)
+    job_id = job.id
+    settings = get_settings()
+    limit = jobs.time_limit_seconds(job, settings)
+    # This child runs this one job; it ends itself at the job's own hard limit.
+    arm_hard_time_limit(hard_time_limit(settings, limit))
+    try:
+        _run(job, sessions, limit)
+    finally:
+        disarm_hard_time_limit()
+
+
+def _run(job: Job, sessions: sessionmaker[Session], limit: float) -> None:
+    job_id = job.id
     reporter = DatabaseReporter(job_id, sessions, time_limit_seconds=limit)
     # torch is imported here, not at module level, so the worker's parent process stays
     # light and fork-safe; only the process that trains loads it.

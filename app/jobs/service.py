@@ -56,7 +56,7 @@ def admit(
     user), the model reads what it holds and can run these strategies, and the user's quota
     of active jobs has room; raises InvalidJob, DatasetNotFound, UnknownModel (with the
     choices) or QuotaExceeded otherwise."""
-    check_time_limit(settings, params.time_limit_minutes)
+    check_time_limit(settings, params.time_limit_minutes, admin=owner.is_admin)
     dataset = session.get(Dataset, dataset_id)
     if dataset is None or not (owner.is_admin or dataset.owner_id == owner.id):
         raise DatasetNotFound(f"no dataset with id {dataset_id}; upload one first")
@@ -67,12 +67,18 @@ def admit(
     return entry
 
 
-def check_time_limit(settings: Settings, minutes: int | None) -> None:
-    if minutes is not None and minutes * 60 > settings.max_job_time_limit_seconds:
-        allowed = settings.max_job_time_limit_seconds / 60
+def check_time_limit(settings: Settings, minutes: int | None, *, admin: bool = False) -> None:
+    """Admins may ask for up to the server's maximum; everyone else up to a lower cap, so
+    one user cannot hold a worker for a week."""
+    limit = settings.max_job_time_limit_seconds
+    where = "(TUNEBOARD_MAX_JOB_TIME_LIMIT_SECONDS)"
+    if not admin and settings.max_user_job_time_limit_seconds < limit:
+        limit = settings.max_user_job_time_limit_seconds
+        where = "for non-admin users (TUNEBOARD_MAX_USER_JOB_TIME_LIMIT_SECONDS); ask an admin"
+    if minutes is not None and minutes * 60 > limit:
         raise InvalidJob(
-            f"time_limit_minutes is {minutes} but this server allows at most {allowed:.0f} "
-            "(TUNEBOARD_MAX_JOB_TIME_LIMIT_SECONDS)"
+            f"time_limit_minutes is {minutes} but this server allows at most "
+            f"{limit / 60:.0f} {where}"
         )
 
 
@@ -108,8 +114,9 @@ def time_limit_seconds(job: Job, settings: Settings) -> float:
 
 
 def send(job: Job) -> None:
-    """The one way a job's id goes to the broker: its queue, its time limit."""
-    enqueue_training(job.id, queue=job.queue, time_limit=time_limit_seconds(job, get_settings()))
+    """The one way a job's id goes to the broker: one message on its queue, which wakes a
+    worker to claim the next job in fair-share order (app/jobs/fair_share.py)."""
+    enqueue_training(job.id, queue=job.queue)
 
 
 def list_jobs(session: Session, user: User, *, limit: int = 50) -> list[Job]:

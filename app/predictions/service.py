@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.accounts.quotas import check_predictions
 from app.config import Settings
 from app.datasets.archives import extract_zip
 from app.datasets.image_datasets import archive_limits, is_zip
@@ -57,7 +58,9 @@ def _create(
     input_name: str,
     write: Any,
 ) -> Prediction:
-    """Commit the row, write its input folder with `write(folder)`, then enqueue."""
+    """Commit the row, write its input folder with `write(folder)`, then enqueue: a single
+    question on the `predict` lane, a batch on its own, so a batch never delays a question."""
+    check_predictions(session, settings, job.owner_id)
     prediction = Prediction(
         job_id=job.id, owner_id=job.owner_id, kind=kind, input_name=input_name[:300]
     )
@@ -72,7 +75,7 @@ def _create(
         session.rollback()
         shutil.rmtree(target, ignore_errors=True)
         raise
-    enqueue_prediction(prediction.id)
+    enqueue_prediction(prediction.id, batch=kind == PredictionKind.batch)
     return prediction
 
 

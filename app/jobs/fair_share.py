@@ -1,0 +1,73 @@
+"""Which queued job a free worker takes next: the database's fair-share choice across users.
+
+A training message only wakes a worker; the job it runs is the one this module picks on the
+worker's queue, so one user's twenty queued jobs do not put another user's one job twenty-
+first in line. The order:
+
+1. the owner with the fewest jobs running now (a user with nothing running goes first);
+2. then the owner whose most recent job started longest ago (never started: first);
+3. then the oldest job.
+
+With one worker this is round-robin across users; with several it also spreads them.
+
+Every job still sends exactly one message, so there are as many messages as queued jobs and
+each job is claimed eventually. A message whose own job was cancelled or already taken by an
+earlier message claims another one, and a worker that finds nothing queued returns.
+
+The claim itself is the same guarded UPDATE as a claim by id (`status = 'queued'`). On
+PostgreSQL the candidate row is read `FOR UPDATE SKIP LOCKED`, so workers claiming at once
+lock different rows; SQLite serialises writers (and ignores the locking clause), so a worker
+that loses a race finds its UPDATE matched nothing and picks again.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session, aliased
+
+from app.jobs import service as jobs
+from app.jobs.models import Job, JobStatus
+
+
+def next_in_line(queue: str) -> Select[int]:
+    """The id of the queued job on `queue` that should run next (see the module docstring)."""
+    running, started = aliased(Job), aliased(Job)
+    running_now = (
+        select(func.count())
+        .where(running.owner_id.is_not_distinct_from(Job.owner_id))
+        .where(running.status == JobStatus.running)
+        .scalar_subquery()
+    )
+    last_start = (
+        select(func.max(started.started_at))
+        .where(started.owner_id.is_not_distinct_from(Job.owner_id))
+        .scalar_subquery()
+    )
+    return (
+        select(Job.id)
+        .where(Job.status == JobStatus.queued, Job.queue == queue)
+        .where(Job.cancel_requested.is_(False))
+        .order_by(running_now, last_start.asc().nulls_first(), Job.id)
+        .limit(1)
+        .with_for_update(skip_locked=True, of=Job)
+    )
+
+
+def claim_next(session: Session, *, queue: str) -> Job | None:
+    """Claim the next job on `queue` in fair-share order; None when nothing is queued there.
+
+    Each pass either claims a job or finds that another worker claimed the candidate first
+    (and so made progress), so the loop ends."""
+    while True:
+        job_id = session.scalar(next_in_line(queue))
+        if job_id is None:
+            session.rollback()  # end the read (and, on PostgreSQL, its transaction)
+            return None
+        job = jobs.claim(session, job_id)  # commits, which releases the row lock
+        if job is not None:
+            return job
+
+
+def queue_of(session: Session, job_id: int) -> str | None:
+    """The queue a job's message went to (for messages that do not name one)."""
+    return session.scalar(select(Job.queue).where(Job.id == job_id))

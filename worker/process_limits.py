@@ -1,0 +1,49 @@
+"""What a worker process does to itself: give way to the web server, and die at a job's hard
+time limit.
+
+CPU priority: on the embedded default the web server and the training process share the
+machine, and a training step keeps every core busy; at equal priority a page request waits
+behind it (bench/load_pages.py: p99 62× idle). A training or batch-prediction worker raises
+its own nice value as it starts, and the processes it forks inherit it, so the scheduler
+runs the web server first whenever both want a core and training still gets every cycle the
+web leaves idle. Linux applies nice values between processes of one session (autogroup):
+`tuneboard serve` starts its workers in its own session, so there it takes effect; see the
+README for workers started elsewhere.
+
+Hard time limit: a training message only wakes a worker, which then runs the job the
+database picks (app/jobs/fair_share.py), so Celery's per-message hard limit is the longest
+any job may have. The claimed job's own limit is enforced here: the kernel delivers SIGALRM
+at the hard limit, and with its default action that ends the process even inside a step
+that never returns to Python. The reaper then fails the silent job as a time limit
+(app/jobs/service.reap_stale), as it did when Celery killed it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+
+log = logging.getLogger("tuneboard.worker")
+
+
+def lower_priority(nice: int) -> int:
+    """Raise this process's nice value to `nice` (never lower it: that needs privileges);
+    returns the value now in effect."""
+    current = os.getpriority(os.PRIO_PROCESS, 0)
+    wanted = max(0, min(19, nice))
+    if wanted > current:
+        os.setpriority(os.PRIO_PROCESS, 0, wanted)
+        log.info("CPU priority lowered: nice %d (TUNEBOARD_WORKER_NICE)", wanted)
+    return os.getpriority(os.PRIO_PROCESS, 0)
+
+
+def arm_hard_time_limit(seconds: float) -> None:
+    """End this process `seconds` from now unless disarmed; only for a process of its own
+    (a training child runs one job and exits)."""
+    signal.signal(signal.SIGALRM, signal.SIG_DFL)  # terminate: no Python code has to run
+    signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.001))
+
+
+def disarm_hard_time_limit() -> None:
+    signal.setitimer(signal.ITIMER_REAL, 0)
