@@ -15,6 +15,7 @@ from app.datasets.training_data import load_training_data
 from app.db import get_sessionmaker
 from app.jobs import fair_share
 from app.jobs import service as jobs
+from app.jobs.artifacts import feature_cache_dir
 from app.jobs.models import Device, Job, JobStatus
 from app.jobs.params import resolve_params
 from app.jobs.recommend import recommend
@@ -147,7 +148,7 @@ def _spec(job, data, entry, model_path, strategy, params, device):  # noqa: ANN0
         dataset_fingerprint=job.dataset.fingerprint,
         params=TrainParams(**params),
         output_dir=settings.jobs_dir / str(job.id),
-        cache_dir=settings.feature_cache_dir,
+        cache_dir=feature_cache_dir(settings, job.dataset.content_hash),
         device=device,
         torch_threads=settings.torch_threads,
         architecture=entry.architecture,

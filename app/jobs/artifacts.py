@@ -20,6 +20,15 @@ def export_path(settings: Settings, job_id: int) -> Path:
     return job_dir(settings, job_id) / EXPORT_NAME
 
 
+def feature_cache_dir(settings: Settings, content_hash: str) -> Path:
+    """Where features computed from one dataset's files are cached: a folder per content
+    hash, shared by every dataset holding the same files, so that deleting the last of them
+    can remove its features (app/deletion.py)."""
+    if not content_hash.isalnum():  # a sha256 hex digest; never a path
+        raise ValueError(f"not a content hash: {content_hash!r}")
+    return settings.feature_cache_dir / content_hash
+
+
 def misclassified(
     settings: Settings, job_id: int, *, true: str, predicted: str, limit: int = 50
 ) -> list[dict[str, Any]]:
