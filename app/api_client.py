@@ -1,19 +1,21 @@
 """The JSON API from a shell: what `tuneboard datasets …` and `tuneboard jobs …` call.
 
 It speaks to a running server (TUNEBOARD_SERVER, default http://127.0.0.1:8000) with an API
-token (TUNEBOARD_TOKEN, made on the account page) — the same API the pages use, nothing the
-web server does not also offer a browser.
+token (--token, TUNEBOARD_TOKEN, or the one `tuneboard login` kept for that server) — the
+same API the pages use, nothing the web server does not also offer a browser.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from app import credentials
+from app.config import ClientSettings
 
 DEFAULT_SERVER = "http://127.0.0.1:8000"
 FINISHED = {"succeeded", "failed", "cancelled"}
@@ -25,11 +27,13 @@ class ApiError(RuntimeError):
 
 class Client:
     def __init__(self, server: str | None = None, token: str | None = None) -> None:
-        server = server or os.environ.get("TUNEBOARD_SERVER") or DEFAULT_SERVER
-        token = token or os.environ.get("TUNEBOARD_TOKEN")
+        settings = ClientSettings()
+        server = server or settings.server or DEFAULT_SERVER
+        token = token or settings.token or credentials.token_for(settings.credentials_file, server)
         if not token:
             raise ApiError(
-                "no API token: make one on the account page and pass --token or set TUNEBOARD_TOKEN"
+                "no API token: run `tuneboard login`, or pass --token or set TUNEBOARD_TOKEN "
+                "(tokens are made on the account page)"
             )
         self.http = httpx.Client(
             base_url=server.rstrip("/"),
@@ -66,6 +70,12 @@ class Client:
         finally:
             for f in handles.values():
                 f.close()
+
+    def delete(self, kind: str, object_id: int) -> None:
+        """DELETE /api/v1/<kind>/<id>: kind is datasets, jobs, comparisons or predictions."""
+        response = self.http.delete(f"/api/v1/{kind}/{int(object_id)}")
+        if response.status_code != 204:
+            self._json(response)
 
     def create_job(self, body: dict[str, Any]) -> dict[str, Any]:
         return self._json(self.http.post("/api/v1/jobs", json=body))

@@ -11,6 +11,8 @@ from typing import Annotated, Any
 
 import typer
 
+from app import cli_remote
+
 app = typer.Typer(
     help="Tuneboard: adapt pretrained models from the browser.",
     no_args_is_help=True,
@@ -141,8 +143,9 @@ datasets_app = typer.Typer(help="Datasets on a running server (needs an API toke
 jobs_app = typer.Typer(help="Jobs on a running server (needs an API token).")
 app.add_typer(datasets_app, name="datasets")
 app.add_typer(jobs_app, name="jobs")
+cli_remote.register(app, datasets=datasets_app, jobs=jobs_app)  # login, logout, delete
 SERVER = typer.Option(None, "--server", help="Default: TUNEBOARD_SERVER or 127.0.0.1:8000")
-TOKEN = typer.Option(None, "--token", help="Default: TUNEBOARD_TOKEN (from the account page)")
+TOKEN = typer.Option(None, "--token", help="Default: TUNEBOARD_TOKEN, else the login's token")
 
 
 def _client(server: str | None, token: str | None):  # noqa: ANN202 - app.api_client.Client

@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # The key `make run` works with out of the box. Sessions signed with it can be forged by
@@ -115,3 +116,21 @@ def check_secret_key(settings: Settings) -> None:
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+class ClientSettings(BaseSettings):
+    """What the `tuneboard datasets|jobs …` commands read: the server, an API token, and the
+    user's config folder, where `tuneboard login` keeps tokens."""
+
+    model_config = SettingsConfigDict(env_prefix="TUNEBOARD_", extra="ignore")
+
+    server: str | None = None
+    token: str | None = None
+    xdg_config_home: str = Field("", validation_alias="XDG_CONFIG_HOME")
+
+    @property
+    def credentials_file(self) -> Path:
+        # The XDG rule: an unset, empty or relative XDG_CONFIG_HOME means ~/.config.
+        home = Path(self.xdg_config_home)
+        base = home if self.xdg_config_home and home.is_absolute() else Path.home() / ".config"
+        return base / "tuneboard" / "credentials.json"

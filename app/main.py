@@ -17,8 +17,10 @@ from app.db import get_sessionmaker
 from app.web import (
     account_pages,
     api,
+    auth_api,
     comparison_pages,
     dataset_pages,
+    deletion_routes,
     errors,
     home_page,
     job_pages,
@@ -73,6 +75,8 @@ def create_app() -> FastAPI:
     app.include_router(account_pages.router)
     app.include_router(api.router)
     app.include_router(predictions_api.router)
+    app.include_router(auth_api.router)
+    app.include_router(deletion_routes.router)
     for pages in (home_page, dataset_pages, job_pages, playground_pages, comparison_pages):
         app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+import stat
 import subprocess
 import sys
 import zipfile
@@ -20,6 +21,7 @@ def test_the_cli_uploads_runs_follows_and_exports(tmp_path: Path) -> None:
     port = free_port()
     make_tiny_bert(tmp_path / "models" / "tiny-bert")
     env = embedded_env(tmp_path, port)
+    env["XDG_CONFIG_HOME"] = str(tmp_path / "config")  # where `tuneboard login` keeps tokens
     cli = [sys.executable, "-m", "app.cli"]
     made = subprocess.run(
         [*cli, "create-user", "cli", "--password-stdin"],
@@ -76,8 +78,43 @@ def test_the_cli_uploads_runs_follows_and_exports(tmp_path: Path) -> None:
                 cwd=tmp_path, capture_output=True, text=True,
             )  # fmt: skip
             assert no_token.returncode == 2 and "no API token" in no_token.stderr
+            _login_then_delete(cli, {**env, "TUNEBOARD_SERVER": base}, tmp_path, job_id)
         finally:
             stop_group(server)
+
+
+def _login_then_delete(cli: list[str], env: dict[str, str], home: Path, job_id: str) -> None:
+    """`tuneboard login` keeps a token (0600) that later commands use without --token or
+    TUNEBOARD_TOKEN; `delete` asks first unless --yes; `logout` forgets the token."""
+
+    def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*cli, *args], env=env, cwd=home, input=stdin, capture_output=True, text=True,
+            timeout=240,
+        )  # fmt: skip
+
+    logged = run("login", "--username", "cli", "--password-stdin", stdin=PASSWORD + "\n")
+    assert logged.returncode == 0, logged.stderr
+    kept = home / "config" / "tuneboard" / "credentials.json"
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+    assert stat.S_IMODE(kept.parent.stat().st_mode) == 0o700
+    wrong = run("login", "--username", "cli", "--password-stdin", stdin="not the password\n")
+    assert wrong.returncode == 2 and "401" in wrong.stderr
+
+    uploaded = run("datasets", "upload", str(home / "topics.csv"), "--name", "again")
+    assert uploaded.returncode == 0, uploaded.stderr
+    dataset_id = re.search(r"dataset (\d+)", uploaded.stdout).group(1)
+    asked = run("datasets", "delete", dataset_id, stdin="n\n")
+    assert asked.returncode == 1 and f"Delete dataset {dataset_id}" in asked.stdout
+    assert run("jobs", "delete", job_id, "--yes").returncode == 0
+    assert not (home / "data" / "jobs" / job_id).exists()
+    gone = run("jobs", "export", job_id)
+    assert gone.returncode == 2 and "404" in gone.stderr
+    assert run("datasets", "delete", dataset_id, "--yes").returncode == 0
+    assert not (home / "data" / "datasets" / dataset_id).exists()
+
+    assert run("logout").returncode == 0 and not kept.exists()
+    assert "no API token" in run("datasets", "delete", dataset_id, "--yes").stderr
 
 
 def _answers(client: httpx.Client) -> bool:
