@@ -43,6 +43,15 @@ class Settings(BaseSettings):
     max_archive_bytes: int = 4 * 1024**3  # uncompressed
     max_archive_ratio: float = 100.0  # uncompressed / compressed, for members over 1 MiB
     max_image_pixels: int = 40_000_000
+    # Prediction runs in long-lived workers that keep what they allocate, so it has caps of
+    # its own (worker/predict_images.py). An image that would decode to more pixels than this
+    # gets a reason in its row instead of an answer; a JPEG over it is decoded at 1/2 to 1/8
+    # scale instead, so only PNG, WebP, BMP and GIF are really refused.
+    max_predict_image_pixels: int = 16_000_000
+    # A predict worker's pool process whose peak memory passes this many MB is replaced by a
+    # fresh one after its task (the worker stays up; models load again on first use). Set it
+    # above what the models in use need: three are kept loaded.
+    predict_worker_max_rss_mb: int = 3072
     # Extra folders whose subfolders are offered as local Hugging Face models.
     model_roots: list[Path] = []
     # Whether Hub ids may be used; off by default because these machines are offline.

@@ -7,7 +7,9 @@ later, so a worker spends much of its time in the kernel mapping, zero-filling a
 the same memory. Raising both thresholds makes freed blocks reusable: EfficientNet-Lite0's
 features pass went from about 41 to 93 images/s on two cores, with kernel time from 6 s to
 nothing (bench/image_throughput.py, "allocator"). The cost is that a process keeps its peak
-heap until it exits — which a training child does after every job.
+heap until it exits — which a training child does after every job. The predict worker's
+pool process lives on, so it hands freed memory back after each task (release_freed_memory)
+and is replaced past a memory ceiling (worker/main.py).
 """
 
 from __future__ import annotations
@@ -38,3 +40,15 @@ def keep_freed_memory() -> bool:
     if not ok:
         log.info("malloc tuning not applied; this C library refused it")
     return ok
+
+
+def release_freed_memory() -> bool:
+    """Hand the freed parts of the heap back to the OS (glibc's malloc_trim): what a
+    long-lived process calls after a big allocation it will not soon repeat, since the tuning
+    above otherwise keeps its peak. Milliseconds; False where the C library is not glibc."""
+    name = ctypes.util.find_library("c")
+    try:
+        trim = ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):
+        trim = None
+    return bool(trim(0)) if trim is not None else False

@@ -3,8 +3,9 @@
 Two kinds, by queue:
 - training (`cpu`, `gpu`): each job in a fresh child process, so memory is returned and peak
   memory is per job;
-- predicting (`predict`): one long-lived process that answers playground questions in turn
-  and keeps recently used models loaded, so a question costs a forward pass, not a load;
+- predicting (`predict`): one long-lived pool process that answers playground questions in
+  turn and keeps recently used models loaded, so a question costs a forward pass, not a load
+  (replaced by a fresh one past TUNEBOARD_PREDICT_WORKER_MAX_RSS_MB);
   batch files go to `predict-batch`, a worker of the same kind of their own, so a long batch
   never delays a single question.
 Training and batch workers run at a lower CPU priority (TUNEBOARD_WORKER_NICE) than the web
@@ -30,7 +31,13 @@ def run_worker(*, queues: str, concurrency: int) -> None:
 
     names = {q.strip() for q in queues.split(",") if q.strip()}
     if len(names) == 1 and names <= set(PREDICT_QUEUES):
-        pool = ["--pool=solo"]  # the process that loads a model is the one that keeps it
+        # One pool process: the one that loads a model keeps it for later tasks. It lives on,
+        # so Celery replaces it after a task that took its peak memory past the ceiling
+        # (models load again in the new one); --pool=solo would have no such check.
+        from app.config import get_settings as settings
+
+        ceiling_kb = settings().predict_worker_max_rss_mb * 1024
+        pool = ["--concurrency=1", f"--max-memory-per-child={ceiling_kb}"]
     elif names & set(PREDICT_QUEUES):
         lane = sorted(names & set(PREDICT_QUEUES))[0]
         raise SystemExit(

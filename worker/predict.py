@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import OrderedDict
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from app.predictions import service as predictions
 from app.predictions.batch_csv import write_csv
 from app.predictions.models import Prediction, PredictionKind, PredictionStatus
 from app.queue import PREDICT_TASK, celery_app
+from worker.allocator import release_freed_memory
 
 log = logging.getLogger("tuneboard.predict")
 RESULT_COLUMNS = ["predicted", "confidence", "error"]
@@ -42,6 +44,7 @@ def _predictor(job_id: int) -> Any:
     if key in _loaded:
         _loaded.move_to_end(key)
         return _loaded[key]
+    log.info("loading the model of job %s", job_id)
     predictor = load_predictor(model_dir)
     _loaded[key] = predictor
     while len(_loaded) > LOADED_MODELS:
@@ -55,7 +58,7 @@ def _ranked(labels: list[str], probabilities: list[float]) -> dict[str, float]:
 
 
 def _answer(prediction: Prediction, where: Path) -> dict[str, Any]:
-    from PIL import Image
+    from worker.predict_images import read_image
 
     predictor = _predictor(prediction.job_id)
     request_file = where / predictions.REQUEST
@@ -65,8 +68,9 @@ def _answer(prediction: Prediction, where: Path) -> dict[str, Any]:
         probabilities = predictor.texts([request["text"]], pairs)[0]
         return {"probabilities": _ranked(predictor.labels, probabilities)}
     if prediction.kind == PredictionKind.image:
-        with Image.open(where / "input") as image:
-            probabilities = predictor.images([image])[0]
+        cap = get_settings().max_predict_image_pixels
+        tensor = read_image(where / "input", predictor.preprocessing, cap)
+        probabilities = predictor.classify([tensor])[0]
         return {"probabilities": _ranked(predictor.labels, probabilities)}
     if "files" in request:
         return _image_batch(predictor, where, request["files"])
@@ -74,35 +78,33 @@ def _answer(prediction: Prediction, where: Path) -> dict[str, Any]:
 
 
 def _image_batch(predictor: Any, where: Path, files: list[str]) -> dict[str, Any]:
-    """One row per file; a file that is not a readable image gets its reason instead."""
-    from PIL import Image
+    """One row per file; a file that is not a usable image gets its reason instead. Images
+    are read one at a time and kept only as the model's small input tensors
+    (worker/predict_images.py), so memory does not follow the files' pixel counts."""
+    from app.datasets.images import ImageRejected
+    from worker.predict_images import batches, read_image
 
-    from app.datasets.images import ImageRejected, inspect_image
-
-    settings = get_settings()
+    cap = get_settings().max_predict_image_pixels
     rows: list[list[Any]] = []
-    good: list[tuple[int, Path]] = []
-    for name in files:
-        path = where / "images" / name
-        try:
-            inspect_image(path, settings.max_image_pixels)
-        except ImageRejected as exc:
-            rows.append([name, "", "", str(exc), *([""] * len(predictor.labels))])
-            continue
-        good.append((len(rows), path))
-        rows.append([name])
-    for start in range(0, len(good), 64):  # bounded memory: 64 decoded images at a time
-        chunk = good[start : start + 64]
-        images = []
-        for _, path in chunk:
-            with Image.open(path) as image:
-                image.load()
-                images.append(image.copy())
-        for (row, _), probabilities in zip(chunk, predictor.images(images), strict=True):
-            rows[row] += _cells(predictor.labels, probabilities)
+
+    def inputs() -> Iterator[tuple[int, Any]]:
+        for name in files:
+            rows.append([name])
+            try:
+                yield (
+                    len(rows) - 1,
+                    read_image(where / "images" / name, predictor.preprocessing, cap),
+                )
+            except ImageRejected as exc:
+                rows[-1] += ["", "", str(exc), *([""] * len(predictor.labels))]
+
+    for group in batches(inputs()):
+        probabilities = predictor.classify([tensor for _, tensor in group])
+        for (row, _), p in zip(group, probabilities, strict=True):
+            rows[row] += _cells(predictor.labels, p)
     header = ["file", *RESULT_COLUMNS, *(f"p({label})" for label in predictor.labels)]
     write_csv(where / "predictions.csv", header, rows)
-    return {"rows": len(rows), "skipped": len(rows) - len(good)}
+    return {"rows": len(rows), "skipped": sum(1 for row in rows if row[3])}
 
 
 def _text_batch(predictor: Any, where: Path, request: dict[str, Any]) -> dict[str, Any]:
@@ -145,6 +147,9 @@ def run_prediction(prediction_id: int) -> None:
         log.exception("prediction %s failed", prediction_id)
         reason = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
         values = {"status": PredictionStatus.failed, "error": reason}
+    # This process lives on and keeps its peak heap (worker/allocator.py): give back what
+    # the task freed, so a big batch does not raise every later question's footprint.
+    release_freed_memory()
     with sessions() as session:
         session.execute(
             update(Prediction)

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from app.accounts.models import User
 from app.config import Settings
 from app.datasets.archives import ArchiveLimits, extract_zip
+from app.datasets.image_reading import draft
 from app.datasets.images import ImageInfo, image_report, scan_class_folders
 from app.datasets.models import Dataset, Modality
 from app.datasets.uploads import StoredUpload
@@ -204,6 +205,7 @@ def thumbnail(folder: Path, number: int) -> Path | None:
     target.parent.mkdir(exist_ok=True)
     with Image.open(source) as image:
         image.seek(0)  # the first frame of an animated GIF
+        draft(image, THUMBNAIL_PX)  # a JPEG decodes at 1/2 to 1/8 scale, never in full
         small = image.convert("RGBA" if "A" in image.getbands() else "RGB")
         small.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
         # A unique temporary name: two requests for one thumbnail may race.

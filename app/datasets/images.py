@@ -20,6 +20,7 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
+from app.datasets.image_reading import decode_smallest
 from app.datasets.validation import Issue, class_warnings
 
 ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "GIF")
@@ -67,7 +68,9 @@ def inspect_image(path: Path, max_pixels: int) -> tuple[int, int, str]:
                 im.verify()  # structural checks (PNG chunk CRCs and the like)
             # verify() leaves the image unusable, so decoding needs a fresh open.
             with Image.open(path) as im:
-                im.load()  # full decode: catches truncated and corrupt pixel data
+                # Every byte decoded (catches truncated and corrupt pixel data), a JPEG at
+                # 1/8 scale: a huge photo costs a sixty-fourth of its full-size memory.
+                decode_smallest(im)
         except ImageRejected:
             raise
         except Image.DecompressionBombError:

@@ -82,18 +82,19 @@ class ImagePredictor(Predictor):
 
     def images(self, images: Sequence[Image.Image]) -> list[list[float]]:
         out: list[list[float]] = []
-        with torch.inference_mode():
-            for start in range(0, len(images), BATCH_SIZE):
-                batch = torch.stack(
-                    [
-                        image_modeling.preprocess(image, self.preprocessing)
-                        for image in images[start : start + BATCH_SIZE]
-                    ]
-                )
-                logits = self.model(batch.contiguous(memory_format=torch.channels_last))
-                logits = getattr(logits, "logits", logits)  # transformers wraps its output
-                out += logits.float().softmax(-1).tolist()
+        for start in range(0, len(images), BATCH_SIZE):
+            chunk = images[start : start + BATCH_SIZE]
+            out += self.classify([image_modeling.preprocess(i, self.preprocessing) for i in chunk])
         return out
+
+    def classify(self, tensors: Sequence[torch.Tensor]) -> list[list[float]]:
+        """Probabilities for inputs already preprocessed (image_modeling.preprocess), in one
+        forward pass: the caller sizes the batch."""
+        with torch.inference_mode():
+            batch = torch.stack(list(tensors)).contiguous(memory_format=torch.channels_last)
+            logits = self.model(batch)
+            logits = getattr(logits, "logits", logits)  # transformers wraps its output
+            return list(logits.float().softmax(-1).tolist())
 
 
 def _training_args(folder: Path) -> dict[str, Any]:
