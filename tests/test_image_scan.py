@@ -96,6 +96,18 @@ def test_truncated_png_is_rejected(tmp_path: Path) -> None:
     assert rejected(path).startswith("not a readable image: ")
 
 
+def test_truncated_jpeg_is_rejected_though_decoded_at_reduced_scale(tmp_path: Path) -> None:
+    # The check decodes a JPEG at 1/8 scale; the whole compressed stream is still read.
+    pixels = random.Random(3).randbytes(1200 * 800 * 3)
+    buffer = io.BytesIO()
+    Image.frombytes("RGB", (1200, 800), pixels).save(buffer, format="JPEG")
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    assert rejected(path).startswith("not a readable image: image file is truncated")
+    path.write_bytes(buffer.getvalue())
+    assert inspect_image(path, DEFAULT_MAX_PIXELS) == (1200, 800, "JPEG")
+
+
 def test_png_with_bad_checksum_is_rejected(tmp_path: Path) -> None:
     data = bytearray(noisy_png())
     at = data.index(b"IDAT") + 100
