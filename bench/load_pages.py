@@ -3,6 +3,7 @@
 uploaded through the JSON API.
 
     .venv/bin/python bench/load_pages.py [--clients 50] [--seconds 60] [--port 0] [--think 0]
+        [--compare-priority | --nice N [N ...]] [--torch-threads N]
 
 1. Idle: one client requests a fixed mix of pages and API reads one after another (no job
    running; the job URLs point at a small frozen-features job that has already finished).
@@ -16,6 +17,13 @@ uploaded through the JSON API.
 Prints per phase the requests, errors (any status >= 400, exception or 30 s timeout) and
 p50/p95/p99 latency, load/idle ratios, requests/s, every route's latency, whether every
 upload became a dataset, and the job's progress and training rate before and during load.
+
+`--nice 0 10` runs all of it once per TUNEBOARD_WORKER_NICE value, one after another on
+fresh servers (`--compare-priority` is `--nice 0 10`: the workers at the web server's CPU
+priority, as before they gave way, then the default), and ends with a table of them: p99
+load/idle, for all requests and for the polling alone (the 50 uploads all arrive in the first
+second of the load, and no idle request is an upload), and what each costs the training job
+(its steps/s under load).
 """
 
 from __future__ import annotations
@@ -80,9 +88,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(tmp: Path, port: int) -> subprocess.Popen[bytes]:
+def start_server(tmp: Path, port: int, extra: dict[str, str]) -> subprocess.Popen[bytes]:
     env = {
         **os.environ,
+        **extra,
         "TUNEBOARD_DATABASE_URL": f"sqlite:///{tmp}/db.sqlite",
         "TUNEBOARD_BROKER_URL": f"sqla+sqlite:///{tmp}/broker.sqlite",
         "TUNEBOARD_DATA_DIR": str(tmp / "data"),
@@ -191,8 +200,8 @@ async def sign_in_async(client: httpx.AsyncClient) -> None:
     client.headers["X-CSRF-Token"] = await csrf("/account")
 
 
-async def run(args: argparse.Namespace, base_url: str) -> int:
-    """Returns the number of errors."""
+async def run(args: argparse.Namespace, base_url: str) -> tuple[int, dict[str, float]]:
+    """Returns the number of errors, and the figures the comparison table needs."""
     rows = bbc_news_rows()  # tests/factories.py: all 2,225, shuffled by seed 0
     # uvicorn closes a connection idle for 5 s, and httpx's default keep-alive expiry is also
     # 5 s: a pooled connection reused just as the server closes it fails with ReadError before
@@ -311,9 +320,11 @@ async def run(args: argparse.Namespace, base_url: str) -> int:
             f"| {len(samples) / wall:.0f} |"
         )
     p = summary(load)
+    polls = summary([s for s in load if not s.route.startswith("POST")])
     print(
         f"\nload / idle: p50 {p[0] / base[0]:.1f}×, p95 {p[1] / base[1]:.1f}×, "
-        f"p99 {p[2] / base[2]:.1f}×"
+        f"p99 {p[2] / base[2]:.1f}×; polling alone (no uploads): p99 {polls[2]:.1f} ms, "
+        f"{polls[2] / base[2]:.1f}×"
     )
 
     print("\n| route | idle p50 ms | load p50 ms | load p95 ms | load p99 ms | load errors |")
@@ -326,6 +337,14 @@ async def run(args: argparse.Namespace, base_url: str) -> int:
         errors = sum(s.error is not None for s in mine)
         print(f"| {route} | {idle_p50} | {q[0]:.1f} | {q[1]:.1f} | {q[2]:.1f} | {errors} |")
 
+    figures = {
+        "idle_p99": base[2],
+        "load_p99": p[2],
+        "poll_p99": polls[2],
+        "errors": sum(s.error is not None for s in load),
+        "alone_rate": alone_rate,
+        "load_rate": load_rate,
+    }
     failed = [s for s in idle + load + idle_after if s.error]
     for s in failed[:20]:
         print(
@@ -348,26 +367,16 @@ async def run(args: argparse.Namespace, base_url: str) -> int:
         f"{machine[1]:.1f} at the end of the load, {machine[2]:.1f} after the second idle phase; "
         f"this load generator itself used {client_cpu:.0%} of one CPU during the load"
     )
-    return len(failed)
+    return len(failed), figures
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--clients", type=int, default=50)
-    parser.add_argument("--seconds", type=float, default=60)
-    parser.add_argument("--port", type=int, default=0, help="0: any free port")
-    parser.add_argument("--think", type=float, default=0, help="seconds between requests")
-    parser.add_argument("--idle-requests", type=int, default=200)
-    parser.add_argument("--train-window", type=float, default=20, help="job alone, seconds")
-    parser.add_argument("--epochs", type=int, default=3, help="enough to outlast the load")
-    args = parser.parse_args()
-
+def once(args: argparse.Namespace, extra: dict[str, str]) -> dict[str, float]:
     tmp = Path(tempfile.mkdtemp(prefix="tuneboard-load-"))
     port = args.port or free_port()
-    server = start_server(tmp, port)
+    server = start_server(tmp, port, extra)
     errors = 0
     try:
-        errors = asyncio.run(run(args, f"http://127.0.0.1:{port}"))
+        errors, figures = asyncio.run(run(args, f"http://127.0.0.1:{port}"))
     except BaseException:
         print(f"--- last lines of {tmp / 'serve.log'}:", file=sys.stderr)
         print((tmp / "serve.log").read_text(errors="replace")[-4000:], file=sys.stderr)
@@ -379,6 +388,63 @@ def main() -> None:
             shutil.copy(tmp / "serve.log", kept)
             print(f"server log kept: {kept}")
         shutil.rmtree(tmp, ignore_errors=True)
+    return figures
+
+
+def compare(results: list[tuple[str, dict[str, float]]]) -> None:
+    base = results[0][1]
+    print(f"\n## Comparison ({len(results)} servers, one after another)\n")
+    print(
+        "| workers | idle p99 ms | load p99 ms (all) | polling p99 ms | all / idle "
+        "| polling / idle | load errors | training alone, steps/s | under load, steps/s "
+        "| under load vs first row |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name, f in results:
+        print(
+            f"| {name} | {f['idle_p99']:.1f} | {f['load_p99']:.1f} | {f['poll_p99']:.1f} "
+            f"| {f['load_p99'] / f['idle_p99']:.1f}× | {f['poll_p99'] / f['idle_p99']:.1f}× "
+            f"| {f['errors']:.0f} | {f['alone_rate']:.2f} | {f['load_rate']:.2f} "
+            f"| {f['load_rate'] / base['load_rate']:.0%} |"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--port", type=int, default=0, help="0: any free port")
+    parser.add_argument("--think", type=float, default=0, help="seconds between requests")
+    parser.add_argument("--idle-requests", type=int, default=200)
+    parser.add_argument("--train-window", type=float, default=20, help="job alone, seconds")
+    parser.add_argument("--epochs", type=int, default=3, help="enough to outlast the load")
+    parser.add_argument(
+        "--compare-priority",
+        action="store_true",
+        help="--nice 0 10: workers at the web's CPU priority, then at the default",
+    )
+    parser.add_argument("--nice", type=int, nargs="+", help="TUNEBOARD_WORKER_NICE values")
+    parser.add_argument("--torch-threads", type=int, help="TUNEBOARD_TORCH_THREADS")
+    args = parser.parse_args()
+
+    common = (
+        {} if args.torch_threads is None else {"TUNEBOARD_TORCH_THREADS": str(args.torch_threads)}
+    )
+    nices = [0, 10] if args.compare_priority else args.nice or [None]
+    variants = [
+        (
+            "default settings" if n is None else f"TUNEBOARD_WORKER_NICE={n}",
+            {**common, **({} if n is None else {"TUNEBOARD_WORKER_NICE": str(n)})},
+        )
+        for n in nices
+    ]
+    results = []
+    for name, extra in variants:
+        if len(variants) > 1:
+            print(f"\n# Workers: {name}\n", flush=True)
+        results.append((name, once(args, extra)))
+    if len(results) > 1:
+        compare(results)
 
 
 if __name__ == "__main__":
