@@ -226,9 +226,7 @@ def test_a_copied_cookie_dies_with_sign_out_password_change_and_disable(
         assert browser.get("/api/v1/datasets").status_code == 401
 
         # The admin resets a lost password: the old one stops working, the new one works.
-        reset = admin_client.post(
-            f"/admin/users/{user.id}/password", data={"password": PASSWORD}
-        )
+        reset = admin_client.post(f"/admin/users/{user.id}/password", data={"password": PASSWORD})
         assert reset.status_code == 200 and "new password set for frank" in reset.text
         assert _login(browser, "frank", new) == 401
         sign_in(browser, "frank")
@@ -254,9 +252,10 @@ def test_every_answer_carries_the_hardening_headers(client: TestClient) -> None:
     docs = client.get("/docs")
     nonce = re.search(r"'nonce-([^']+)'", docs.headers["content-security-policy"]).group(1)  # type: ignore[union-attr]
     assert f'<script nonce="{nonce}">' in docs.text
-    assert client.get("/docs").headers["content-security-policy"] != docs.headers[
-        "content-security-policy"
-    ]  # a fresh nonce per answer
+    assert (
+        client.get("/docs").headers["content-security-policy"]
+        != docs.headers["content-security-policy"]
+    )  # a fresh nonce per answer
     static = client.get("/static/app.css")
     assert "no-store" not in static.headers.get("cache-control", "")
 
@@ -346,9 +345,12 @@ def test_tokens_are_made_only_in_a_signed_in_session_with_the_password(
     )
     assert minted.status_code == 403 and "tb_" not in minted.text
     assert anonymous.post("/account/tokens/1/revoke", headers=bearer).status_code == 403
-    assert anonymous.post(
-        "/account/password", data={"current": PASSWORD, "new": "x" * 12}, headers=bearer
-    ).status_code == 403
+    assert (
+        anonymous.post(
+            "/account/password", data={"current": PASSWORD, "new": "x" * 12}, headers=bearer
+        ).status_code
+        == 403
+    )
     without = client.post("/account/tokens", data={"name": "two", "password": "not it"})
     assert without.status_code == 403 and "not your current password" in without.text
     assert "tb_" not in re.sub(r"<code>tb_[^<]*</code>", "", without.text)

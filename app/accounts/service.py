@@ -98,9 +98,7 @@ def set_disabled(session: Session, user: User, disabled: bool) -> None:
     end_sessions(session, user)  # re-enabling must not bring old cookies back either
 
 
-def change_password(
-    session: Session, user: User, *, current: str, new: str, client: str
-) -> None:
+def change_password(session: Session, user: User, *, current: str, new: str, client: str) -> None:
     """The user's own change: the current password first (throttled like a sign-in)."""
     if authenticate(session, user.username, current, client=client) is None:
         raise AccountInvalid("the current password is wrong")

@@ -25,7 +25,6 @@ from limits.strategies import MovingWindowRateLimiter
 from app.config import get_settings
 
 
-
 class TooManyAttempts(Exception):
     """Answered 429 with Retry-After."""
 

@@ -131,8 +131,7 @@ class BodyLimitMiddleware:
         else:
             kib = self.max_other_bytes // 1024
             detail = (
-                f"the request body is over {kib} KiB; only file uploads (multipart) may be "
-                "larger"
+                f"the request body is over {kib} KiB; only file uploads (multipart) may be larger"
             )
         await _answer(send, 413, {"detail": detail})
 
