@@ -38,7 +38,7 @@ class Client:
         self.http = httpx.Client(
             base_url=server.rstrip("/"),
             headers={"Authorization": f"Bearer {token}"},
-            timeout=httpx.Timeout(60, read=600),  # an upload is parsed before the answer
+            timeout=httpx.Timeout(60, read=600),  # a big upload is sent in one request
         )
 
     def _json(self, response: httpx.Response) -> Any:
@@ -70,6 +70,24 @@ class Client:
         finally:
             for f in handles.values():
                 f.close()
+
+    def dataset(self, dataset_id: int) -> dict[str, Any]:
+        return self._json(self.http.get(f"/api/v1/datasets/{int(dataset_id)}"))
+
+    def follow_dataset(
+        self,
+        dataset_id: int,
+        on_update: Callable[[dict[str, Any]], None],
+        *,
+        every: float = 0.5,
+    ) -> dict[str, Any]:
+        """Poll an uploaded dataset until its check has ended (`ready` or `invalid`)."""
+        while True:
+            dataset = self.dataset(dataset_id)
+            on_update(dataset)
+            if dataset["status"] != "checking":
+                return dataset
+            time.sleep(every)
 
     def delete(self, kind: str, object_id: int) -> None:
         """DELETE /api/v1/<kind>/<id>: kind is datasets, jobs, comparisons or predictions."""

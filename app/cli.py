@@ -48,13 +48,14 @@ def serve(
     """Migrate, then serve the dashboard (with embedded workers unless --no-worker)."""
     import uvicorn
 
-    from app.config import InsecureSecretKey, check_secret_key, get_settings
+    from app.config import get_settings
     from app.migrate import upgrade_head
+    from app.web.secret_key import InsecureSecretKey, session_secret
 
     _logging()
     settings = get_settings()
     try:
-        check_secret_key(settings)
+        session_secret(settings)  # made (or checked) once, before anything else starts
     except InsecureSecretKey as exc:
         typer.secho(f"refusing to start: {exc}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from exc
@@ -62,7 +63,8 @@ def serve(
     children = []
     if worker:
         # Training and batch files at a lower CPU priority than the web (TUNEBOARD_WORKER_NICE).
-        for queues in ("cpu", "predict", "predict-batch"):
+        # And a checker for uploads ("ingest"), so one never waits behind a training job.
+        for queues in ("cpu", "predict", "predict-batch", "ingest"):
             command = [sys.executable, "-m", "app.cli", "worker", f"--queues={queues}"]
             children.append(subprocess.Popen(command))
     # uvicorn re-raises the signal that stopped it once it has shut down; make SIGTERM an
@@ -127,7 +129,8 @@ def worker(
     queues: str = typer.Option(
         "cpu",
         help="Comma-separated queues to consume: cpu and/or gpu (training), or predict alone "
-        "(playground questions), or predict-batch alone (batch files)",
+        "(playground questions), or predict-batch alone (batch files), or ingest alone "
+        "(checking uploads)",
     ),
     concurrency: int = typer.Option(1, help="Jobs trained at once by this worker"),
 ) -> None:
@@ -177,20 +180,46 @@ def datasets_upload(
     server: str | None = SERVER,
     token: str | None = TOKEN,
 ) -> None:
-    """Upload a dataset and print its id and validation report."""
+    """Upload a dataset, follow its check, and print its id and validation report."""
+    from rich.progress import BarColumn, Progress, TextColumn
+
     from app.api_client import ApiError
 
     client = _client(server, token)
     try:
         dataset = client.upload_dataset(file, name=name, validation=validation, test=test)
+        typer.echo(f"dataset {dataset['id']} uploaded; checking it")
+        with Progress(TextColumn("{task.description}"), BarColumn()) as bar:
+            task = bar.add_task("checking", total=1.0)
+
+            def show(state: dict[str, Any]) -> None:
+                rows = f"checking: {state['rows_read']:,} rows read" if state["rows_read"] else ""
+                bar.update(task, completed=float(state["progress"]), description=rows or "checking")
+
+            dataset = client.follow_dataset(dataset["id"], show)
     except ApiError as exc:
         raise _refused(exc) from exc
+    if dataset["status"] != "ready":
+        _print_refusal(dataset.get("error") or {})
+        raise typer.Exit(2)
     typer.echo(
         f"dataset {dataset['id']}: {dataset['name']}, {dataset['num_rows']} examples, "
         f"{len(dataset['label_names'])} classes"
     )
     for warning in dataset["report"].get("warnings", []):
         typer.secho(f"  warning: {warning['message']}", fg=typer.colors.YELLOW)
+
+
+def _print_refusal(error: dict[str, Any]) -> None:
+    """Why the check refused a file: what the API's 422 says (detail, errors, column, member)."""
+    typer.secho(f"refused: {error.get('detail', 'the file cannot be used')}", fg="red", err=True)
+    for issue in error.get("errors", []):
+        lines = ", ".join(map(str, issue.get("lines", [])[:10]))
+        where = f" (lines {lines})" if lines else ""
+        typer.secho(f"  {issue['message']}{where}", fg=typer.colors.RED, err=True)
+    for key in ("column", "member"):
+        if error.get(key):
+            typer.secho(f"  {key}: {error[key]}", fg=typer.colors.RED, err=True)
 
 
 @jobs_app.command("run")

@@ -8,10 +8,6 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# The key `make run` works with out of the box. Sessions signed with it can be forged by
-# anyone who has read this file, so `serve` refuses it unless TUNEBOARD_ENV=development.
-DEVELOPMENT_SECRET_KEY = "development-only-not-secret"
-
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TUNEBOARD_", env_file=".env", extra="ignore")
@@ -23,13 +19,25 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
 
-    # "development" (what `make run` is) or anything else, e.g. "production": then a real
-    # secret key is required and session cookies are sent over HTTPS only.
+    # "development" (what `make run` is) or anything else, e.g. "production": then session
+    # cookies are sent over HTTPS only (and HSTS is on).
     env: str = "development"
-    # Signs session cookies. Set a long random value outside development:
+    # Signs session cookies. Unset (the default), a random key is made on first start and
+    # kept in <data_dir>/secret_key, readable by its owner only (app/web/secret_key.py). Set
+    # it only where several web servers must share one key: at least 32 random characters,
     #   python -c "import secrets; print(secrets.token_urlsafe(48))"
-    secret_key: str = DEVELOPMENT_SECRET_KEY
+    secret_key: str | None = None
     session_days: int = 14
+    # Host names this server answers to (the Host header; any port). Anything else gets a
+    # 400, which stops DNS-rebinding pages from reaching a server on localhost. Add the
+    # name people use to reach it, e.g. '["tuneboard.example.com"]'; "*" allows any.
+    allowed_hosts: list[str] = ["localhost", "127.0.0.1", "::1"]
+    # Failed sign-ins allowed per account and per client address in a moving window (the
+    # `limits` library's notation); past either, sign-in waits. Counted in memory, or in
+    # Redis (e.g. "redis://localhost:6379/1") where several web servers share the counts.
+    signin_account_limit: str = "10/15 minutes"
+    signin_address_limit: str = "30/15 minutes"
+    throttle_storage_url: str = "memory://"
 
     # Per-user limits: stored upload bytes, and jobs queued or running at once (429 beyond).
     max_storage_bytes_per_user: int = 20 * 1024**3
@@ -37,6 +45,11 @@ class Settings(BaseSettings):
 
     # Uploads are streamed to disk and cut off at this size (bytes).
     max_upload_bytes: int = 200 * 1024 * 1024
+    # A worker checks each upload (parse, validate) after it is stored; a table file with more
+    # rows than this is refused (the rows are held in the checking process's memory).
+    max_dataset_rows: int = 1_000_000
+    # Every other request body (JSON, forms) is refused over this size (bytes).
+    max_body_bytes: int = 512 * 1024
     # Image datasets (ZIPs of class folders): caps that stop archive bombs while extracting,
     # and images over this many pixels are skipped with a reason.
     max_archive_entries: int = 50_000
@@ -106,20 +119,6 @@ class Settings(BaseSettings):
     @property
     def uploads_dir(self) -> Path:
         return self.data_dir / "uploads"
-
-
-class InsecureSecretKey(RuntimeError):
-    pass
-
-
-def check_secret_key(settings: Settings) -> None:
-    """Outside development the default key would let anyone forge a session: refuse it."""
-    if not settings.development and settings.secret_key == DEVELOPMENT_SECRET_KEY:
-        raise InsecureSecretKey(
-            f"TUNEBOARD_ENV is {settings.env!r} but TUNEBOARD_SECRET_KEY is the development "
-            "default; set it to a long random value "
-            '(python -c "import secrets; print(secrets.token_urlsafe(48))")'
-        )
 
 
 @lru_cache

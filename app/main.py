@@ -12,7 +12,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
 
 from app.accounts.service import any_user
-from app.config import check_secret_key, get_settings
+from app.config import get_settings
 from app.db import get_sessionmaker
 from app.web import (
     account_pages,
@@ -20,6 +20,7 @@ from app.web import (
     auth_api,
     comparison_pages,
     dataset_pages,
+    dataset_uploads,
     deletion_routes,
     errors,
     home_page,
@@ -29,13 +30,18 @@ from app.web import (
 )
 from app.web.auth import NotSignedIn, current_user
 from app.web.body_limit import BodyLimitMiddleware
+from app.web.browser_safety import (
+    NONCE_KEY,
+    BrowserSafetyMiddleware,
+    content_security_policy,
+)
+from app.web.secret_key import session_secret
 
 STATIC_DIR = Path(__file__).resolve().parents[1] / "static"
 
 
 def create_app() -> FastAPI:
     settings = get_settings()
-    check_secret_key(settings)
     app = FastAPI(
         title="Tuneboard",
         description="Upload labelled data, adapt a pretrained model, compare, download. "
@@ -46,15 +52,25 @@ def create_app() -> FastAPI:
         redoc_url=None,
         openapi_url=None,  # served below, to signed-in users only
     )
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_upload_bytes)
-    # Signed (not encrypted) cookie holding the user id and CSRF token: HttpOnly, SameSite
-    # lax, Secure outside development (behind HTTPS).
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_upload_bytes,
+        max_other_bytes=settings.max_body_bytes,
+    )
+    # Signed (not encrypted) cookie holding the user id, their session generation and the
+    # CSRF token: HttpOnly, SameSite lax, Secure outside development (behind HTTPS).
     app.add_middleware(
         SessionMiddleware,
-        secret_key=settings.secret_key,
+        secret_key=session_secret(settings),
         session_cookie="tuneboard_session",
         max_age=settings.session_days * 24 * 3600,
         same_site="lax",
+        https_only=not settings.development,
+    )
+    # Outermost: a foreign Host is refused before anything else runs.
+    app.add_middleware(
+        BrowserSafetyMiddleware,
+        allowed_hosts=settings.allowed_hosts,
         https_only=not settings.development,
     )
     errors.install(app)
@@ -74,6 +90,7 @@ def create_app() -> FastAPI:
 
     app.include_router(account_pages.router)
     app.include_router(api.router)
+    app.include_router(dataset_uploads.router)
     app.include_router(predictions_api.router)
     app.include_router(auth_api.router)
     app.include_router(deletion_routes.router)
@@ -86,14 +103,20 @@ def create_app() -> FastAPI:
         return JSONResponse(app.openapi())
 
     @app.get("/docs", include_in_schema=False, dependencies=[Depends(current_user)])
-    def docs() -> HTMLResponse:
-        return get_swagger_ui_html(
+    def docs(request: Request) -> HTMLResponse:
+        page = get_swagger_ui_html(
             openapi_url="/openapi.json",
             title="Tuneboard API",
             swagger_js_url="/static/vendor/swagger-ui/swagger-ui-bundle.js",
             swagger_css_url="/static/vendor/swagger-ui/swagger-ui.css",
             swagger_favicon_url="/static/favicon.svg",
         )
+        # Swagger UI starts from an inline script: the policy admits it by this response's
+        # nonce (app/web/browser_safety.py), and nothing else inline.
+        nonce = getattr(request.state, NONCE_KEY)
+        html = bytes(page.body).decode().replace("<script>", f'<script nonce="{nonce}">')
+        policy = content_security_policy(nonce, inline_styles=True)
+        return HTMLResponse(html, headers={"Content-Security-Policy": policy})
 
     return app
 

@@ -17,6 +17,11 @@ PREDICT_QUEUE = "predict"  # answered by a worker that keeps models loaded (work
 # playground question; their worker runs at the training workers' lower CPU priority.
 PREDICT_BATCH_QUEUE = "predict-batch"
 PREDICT_QUEUES = (PREDICT_QUEUE, PREDICT_BATCH_QUEUE)
+# Uploads are parsed and validated off the request path, on a lane of their own, so a check
+# never waits behind a training job (worker/main.py, worker/ingest.py).
+CHECK_TASK = "datasets.check"
+INGEST_QUEUE = "ingest"
+CHECK_SOFT_LIMIT_SECONDS = 1800  # then the dataset is invalid with that reason
 # A job past its soft time limit stops at its next step; one that does not (a step that
 # hangs) is killed by Celery this much later.
 HARD_LIMIT_GRACE_SECONDS = 300
@@ -31,7 +36,9 @@ def make_celery() -> Celery:
     url = settings.broker_url
     if url.startswith("sqla+sqlite:///"):
         Path(url.removeprefix("sqla+sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    app = Celery("tuneboard", broker=url, include=["worker.tasks", "worker.predict"])
+    app = Celery(
+        "tuneboard", broker=url, include=["worker.tasks", "worker.predict", "worker.ingest"]
+    )
     app.conf.update(
         task_ignore_result=True,  # results live in the database, not in the broker
         task_acks_late=True,  # a job whose worker dies is delivered again ...
@@ -86,3 +93,14 @@ def enqueue_prediction(prediction_id: int, *, batch: bool = False) -> None:
     row is committed."""
     queue = PREDICT_BATCH_QUEUE if batch else PREDICT_QUEUE
     celery_app.send_task(PREDICT_TASK, args=[prediction_id], queue=queue)
+
+
+def enqueue_check(dataset_id: int) -> None:
+    """Send an uploaded dataset to be checked, after its row is committed."""
+    celery_app.send_task(
+        CHECK_TASK,
+        args=[dataset_id],
+        queue=INGEST_QUEUE,
+        soft_time_limit=CHECK_SOFT_LIMIT_SECONDS,
+        time_limit=CHECK_SOFT_LIMIT_SECONDS + 60,
+    )

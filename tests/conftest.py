@@ -20,6 +20,10 @@ TEST_ENV = {
     "TUNEBOARD_BROKER_URL": f"sqla+sqlite:///{ROOT}/broker.db",
     "TUNEBOARD_MODEL_ROOTS": json.dumps([str(MODELS)]),
     "TUNEBOARD_MAX_UPLOAD_BYTES": str(2 * 1024 * 1024),
+    # Small enough that a file under the upload limit can pass it (tests/test_upload_checking.py).
+    "TUNEBOARD_MAX_DATASET_ROWS": "250000",
+    # TestClient sends "Host: testserver"; real servers in tests are reached on 127.0.0.1.
+    "TUNEBOARD_ALLOWED_HOSTS": json.dumps(["localhost", "127.0.0.1", "testserver"]),
     "HF_HUB_OFFLINE": "1",
     "TOKENIZERS_PARALLELISM": "false",
 }
@@ -54,7 +58,18 @@ def tiny_vit_id() -> str:
 
 
 @pytest.fixture(scope="session")
-def client() -> Iterator[TestClient]:
+def ingester(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One real `tuneboard worker --queues ingest` process, which checks uploads (the web only
+    stores them); yields its log. Upload tests send `?wait=` and get the check's outcome."""
+    from tests.processes import worker_process
+
+    log = tmp_path_factory.mktemp("ingester") / "ingester.log"
+    with worker_process(log, queues="ingest"):
+        yield log
+
+
+@pytest.fixture(scope="session")
+def client(ingester: Path) -> Iterator[TestClient]:
     """Signed in as "alice", an ordinary user (her own datasets and jobs only)."""
     from app.main import app
     from tests.accounts import ensure_user, sign_in
@@ -67,7 +82,7 @@ def client() -> Iterator[TestClient]:
 
 
 @pytest.fixture(scope="session")
-def bob_client() -> Iterator[TestClient]:
+def bob_client(ingester: Path) -> Iterator[TestClient]:
     """Another ordinary user, to prove isolation."""
     from app.main import app
     from tests.accounts import ensure_user, sign_in
@@ -79,7 +94,7 @@ def bob_client() -> Iterator[TestClient]:
 
 
 @pytest.fixture(scope="session")
-def admin_client() -> Iterator[TestClient]:
+def admin_client(ingester: Path) -> Iterator[TestClient]:
     from app.main import app
     from tests.accounts import ensure_user, sign_in
 

@@ -12,14 +12,31 @@ from fastapi.testclient import TestClient
 from tests.processes import wait_for
 
 FINISHED = {"succeeded", "failed", "cancelled"}
+# Uploads are checked by the ingest worker (the `ingester` fixture); with this the upload
+# answers once the check has ended: 201 with the dataset, or 422 with the reason.
+CHECKED = {"wait": 60}
 
 
 def upload_csv(client: TestClient, path: Path, **form: str) -> dict[str, Any]:
     response = client.post(
-        "/api/v1/datasets", files={"file": (path.name, path.read_bytes())}, data=form
+        "/api/v1/datasets",
+        files={"file": (path.name, path.read_bytes())},
+        data=form,
+        params=CHECKED,
     )
     assert response.status_code == 201, response.text
     return response.json()
+
+
+def wait_checked(client: TestClient, dataset_id: int, *, timeout: float = 60) -> dict[str, Any]:
+    """The dataset once the ingest worker has checked it (`ready` or `invalid`)."""
+    url = f"/api/v1/datasets/{dataset_id}"
+    return wait_for(
+        lambda: (d := client.get(url).json())["status"] != "checking" and d,
+        timeout=timeout,
+        interval=0.2,
+        what=f"{url} to be checked",
+    )
 
 
 def run_job(client: TestClient, body: dict[str, Any], *, timeout: float = 180) -> dict[str, Any]:

@@ -12,11 +12,15 @@ from sqlalchemy import func, select
 from app.datasets.models import Dataset
 from app.db import get_sessionmaker
 from tests.factories import labelled_texts, write_csv
+from tests.jobs_api import CHECKED
 
 
 def _upload(client: TestClient, filename: str, content: bytes, **form: str):
     return client.post(
-        "/api/v1/datasets", files={"file": (filename, io.BytesIO(content))}, data=form
+        "/api/v1/datasets",
+        files={"file": (filename, io.BytesIO(content))},
+        data=form,
+        params=CHECKED,
     )
 
 
@@ -111,6 +115,7 @@ def test_separate_validation_and_test_files(client: TestClient, tmp_path: Path) 
             "validation_file": ("val.csv", val),
             "test_file": ("test.csv", test),
         },
+        params=CHECKED,
     )
     assert response.status_code == 201, response.text
     assert response.json()["report"]["parts"] == {"train": 36, "validation": 9, "test": 12}

@@ -16,13 +16,14 @@ from tests.image_factories import (
     image_bytes,
     make_image_zip,
 )
+from tests.jobs_api import CHECKED
 
 
 def _upload(client: TestClient, path: Path, **extra_files: Path):
     files = {"file": (path.name, path.read_bytes())}
     for field, extra in extra_files.items():
         files[field] = (extra.name, extra.read_bytes())
-    return client.post("/api/v1/datasets", files=files)
+    return client.post("/api/v1/datasets", files=files, params=CHECKED)
 
 
 def _leftovers(data_root: Path) -> list[Path]:

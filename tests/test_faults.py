@@ -6,7 +6,8 @@ test's own (so it can be killed and restarted), `tuneboard serve --no-worker` an
   and it resumes from its last checkpoint, its metric history intact;
 - Redis restarted empty with jobs queued → the workers re-send them from the database, and
   all run;
-- the web server restarted mid-job → the job's progress is shown again.
+- the web server restarted mid-job → the job's progress is shown again;
+- PostgreSQL stopped for seconds mid-job → the job's writes wait, and no metric row is lost.
 (A process killed while writing a checkpoint: tests/test_checkpoints.py.)
 """
 
@@ -29,6 +30,7 @@ import pytest
 
 from tests.accounts import PASSWORD, sign_in
 from tests.factories import labelled_texts, make_tiny_bert, write_csv
+from tests.jobs_api import CHECKED
 from tests.processes import ROOT, free_port, stop_group, wait_for
 
 ADMIN_URL = os.environ.get(
@@ -121,8 +123,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         yield {"env": env, "redis": redis, "folder": folder}
     finally:
         redis.stop()
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+        admin.close()  # a fresh connection: a test may have restarted PostgreSQL since
+        with psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=10) as again:
+            again.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @contextmanager
@@ -148,6 +151,8 @@ def web(stack: dict[str, Any], log: Path) -> Iterator[httpx.Client]:
     args = ["serve", "--no-worker", "--port", str(port)]
     with (
         process(args, stack["env"], log),
+        # What checks uploads, beside the web server as in docker-compose.yml.
+        process(["worker", "--queues", "ingest"], stack["env"], log.with_suffix(".ingest.log")),
         httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client,
     ):
         wait_for(lambda: _up(client), timeout=60, what="the web server")
@@ -168,7 +173,9 @@ def worker(stack: dict[str, Any], log: Path):  # noqa: ANN201 - a context manage
 
 def upload(client: httpx.Client, tmp: Path, per_class: int) -> int:
     path = write_csv(tmp / f"d{per_class}.csv", labelled_texts(per_class))
-    response = client.post("/api/v1/datasets", files={"file": (path.name, path.read_bytes())})
+    response = client.post(
+        "/api/v1/datasets", files={"file": (path.name, path.read_bytes())}, params=CHECKED
+    )
     assert response.status_code == 201, response.text
     return int(response.json()["id"])
 
@@ -269,7 +276,7 @@ def test_web_server_restarted_mid_job_shows_progress_again(stack, tmp_path: Path
             page = client.get(f"/jobs/{job_id}").text
             assert "<progress" in page or again["status"] == "succeeded"
             fleet = client.get("/api/v1/workers").json()
-            assert [w["queues"] for w in fleet["workers"]] == [["cpu"]]
+            assert sorted(w["queues"] for w in fleet["workers"]) == [["cpu"], ["ingest"]]
             assert finished(client, job_id, timeout=180)["status"] == "succeeded"
 
 
@@ -314,3 +321,44 @@ def test_auto_jobs_go_to_the_gpu_queue_only_while_a_gpu_worker_is_alive(stack, t
         assert pinned["queue"] == "gpu"  # waits for a GPU worker, whoever is alive
         for job_id in (cpu_job["id"], pinned["id"]):
             client.post(f"/api/v1/jobs/{job_id}/cancel")
+
+
+def _postgres(action: str) -> None:
+    """Stop or start the machine's PostgreSQL cluster (the one the stack's database is on)."""
+    version = sorted(os.listdir("/etc/postgresql"))[-1]
+    command = ["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action]
+    if action == "stop":
+        command += ["-m", "fast"]  # drops every connection, as a crash or restart does
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, f"{' '.join(command)}: {done.stderr}"
+
+
+def test_database_restarted_mid_job_loses_no_metric_rows(stack, tmp_path: Path) -> None:
+    """RELIABILITY row 21, its database half: PostgreSQL goes away for several seconds while
+    a job trains. The job's writes wait and retry; it finishes with every epoch's metrics."""
+    with worker(stack, tmp_path / "worker.log"):
+        with web(stack, tmp_path / "web.log") as client:
+            dataset = upload(client, tmp_path, 100)
+            job_id = job(client, dataset, epochs=12)
+            wait_for(
+                lambda: state(client, job_id)["progress"] > 0.1,
+                timeout=120,
+                what="the job to make progress",
+            )
+        _postgres("stop")
+        try:
+            time.sleep(6)  # several of the job's writes fall into the outage
+        finally:
+            _postgres("start")
+        with web(stack, tmp_path / "web-2.log") as client:
+            done = finished(client, job_id, timeout=240)
+            assert done["status"] == "succeeded", done
+            series = client.get(f"/api/v1/jobs/{job_id}/metrics").json()["series"]
+    epochs = series["val_accuracy"]["epoch"]
+    assert epochs == [float(e) for e in range(1, 13)], epochs  # none lost, none twice
+    steps = series["train_loss"]["step"]
+    assert steps == sorted(set(steps)), "train-loss rows lost their order or repeat"
+    gaps = {b - a for a, b in zip(steps, steps[1:], strict=False)}
+    assert max(gaps) <= 2 * min(gaps) + 1, f"a run of train-loss rows is missing: {steps}"
+    log = (tmp_path / "worker.log").read_text()
+    assert "database unavailable while writing" in log  # the outage was met, and waited out

@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from app.config import Settings, get_settings
 from app.datasets import samples
 from tests.accounts import csrf_of, ensure_user, sign_in
+from tests.jobs_api import CHECKED, wait_checked
 
 EXPECTED = {
     "bbc-news": (
@@ -27,7 +28,7 @@ SAMPLE_FORM = re.compile(r'<form method="post" action="/datasets/samples/([a-z-]
 
 
 @pytest.fixture
-def newcomer() -> Iterator[TestClient]:
+def newcomer(ingester: Path) -> Iterator[TestClient]:
     """A user signed in for the first time, with no datasets."""
     from app.main import app
 
@@ -80,12 +81,13 @@ def test_the_page_button_creates_the_sample_and_shows_it(
     assert match, location
     page = newcomer.get(location)
     assert page.status_code == 200 and samples.SAMPLES[sample_id].title in page.text
-    _check(newcomer.get(f"/api/v1/datasets/{match.group(1)}").json(), sample_id)
+    _check(wait_checked(newcomer, int(match.group(1))), sample_id)
+    assert "Validation report" in newcomer.get(location).text
 
 
 @pytest.mark.parametrize("sample_id", sorted(EXPECTED))
 def test_the_api_creates_the_sample(client: TestClient, sample_id: str) -> None:
-    response = client.post(f"/api/v1/datasets/samples/{sample_id}")
+    response = client.post(f"/api/v1/datasets/samples/{sample_id}", params=CHECKED)
     assert response.status_code == 201, response.text
     _check(response.json(), sample_id)
 
@@ -112,14 +114,14 @@ def test_home_offers_the_samples_only_while_there_is_no_dataset(newcomer: TestCl
     assert "Start here" in home and "Upload a labelled file" in home
     assert set(SAMPLE_FORM.findall(newcomer.get("/datasets").text)) == set(EXPECTED)
 
-    assert newcomer.post("/api/v1/datasets/samples/bbc-news").status_code == 201
+    assert newcomer.post("/api/v1/datasets/samples/bbc-news", params=CHECKED).status_code == 201
     home = newcomer.get("/").text
     assert SAMPLE_FORM.findall(home) == [] and "Start here" not in home
     assert SAMPLE_FORM.findall(newcomer.get("/datasets").text) == []
 
 
 def test_another_user_does_not_see_the_sample(client: TestClient, bob_client: TestClient) -> None:
-    dataset = client.post("/api/v1/datasets/samples/digits").json()
+    dataset = client.post("/api/v1/datasets/samples/digits", params=CHECKED).json()
     assert dataset["id"] not in [d["id"] for d in bob_client.get("/api/v1/datasets").json()]
     assert bob_client.get(f"/api/v1/datasets/{dataset['id']}").status_code == 404
     assert bob_client.get(f"/datasets/{dataset['id']}").status_code == 404

@@ -32,6 +32,7 @@ from app.datasets.archives import ArchiveError, ArchiveLimits, extract_zip
 from app.datasets.images import ALLOWED_FORMATS, ImageRejected, inspect_image
 from app.datasets.parsing import DatasetFormat, ParseError, Table, detect_format, read_table
 from tests.image_factories import distinct_png, image_bytes
+from tests.jobs_api import CHECKED
 
 PURE = settings(max_examples=150, deadline=None)
 HEAVY = settings(max_examples=100, deadline=None)  # each example writes files or decodes images
@@ -637,7 +638,7 @@ def test_upload_api_answers_201_or_4xx_and_leaves_nothing_behind(
     around = _outside_names(data_root)
     files = {"file": train, **extra}
     data = {key: value for key, value in form.items() if value is not None}
-    response = client.post("/api/v1/datasets", files=files, data=data)
+    response = client.post("/api/v1/datasets", files=files, data=data, params=CHECKED)
     assert response.status_code == 201 or 400 <= response.status_code < 500, (
         response.status_code,
         response.text[:500],
@@ -662,7 +663,7 @@ def test_upload_api_refusal_is_clean_for_a_known_bad_zip(
     """The archive checks run after the upload is stored: a refused ZIP is removed too."""
     before = len(client.get("/api/v1/datasets").json())
     bad = _zip([("../evil.png", distinct_png(0, 0)), ("cats/1.png", distinct_png(0, 1))])
-    response = client.post("/api/v1/datasets", files={"file": ("evil.zip", bad)})
+    response = client.post("/api/v1/datasets", files={"file": ("evil.zip", bad)}, params=CHECKED)
     assert response.status_code == 422, response.text
     assert response.json()["member"] == "../evil.png"
     assert len(client.get("/api/v1/datasets").json()) == before

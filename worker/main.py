@@ -7,14 +7,18 @@ Two kinds, by queue:
   turn and keeps recently used models loaded, so a question costs a forward pass, not a load
   (replaced by a fresh one past TUNEBOARD_PREDICT_WORKER_MAX_RSS_MB);
   batch files go to `predict-batch`, a worker of the same kind of their own, so a long batch
-  never delays a single question.
+  never delays a single question;
+- checking uploads (`ingest`): the parse and validation of each stored upload
+  (worker/ingest.py), one at a time, each in a fresh child process like a training job, so
+  a big file's memory is returned when its check ends. A lane of its own: a check must not
+  wait behind a training job that may run for days. `tuneboard serve` starts one.
 Training and batch workers run at a lower CPU priority (TUNEBOARD_WORKER_NICE) than the web
 server and the single-question worker (worker/process_limits.py).
 """
 
 from __future__ import annotations
 
-from app.queue import PREDICT_BATCH_QUEUE, PREDICT_QUEUE, PREDICT_QUEUES, celery_app
+from app.queue import INGEST_QUEUE, PREDICT_BATCH_QUEUE, PREDICT_QUEUE, PREDICT_QUEUES, celery_app
 
 
 def run_worker(*, queues: str, concurrency: int) -> None:
@@ -27,9 +31,21 @@ def run_worker(*, queues: str, concurrency: int) -> None:
     # half-initialised.
     import worker.predict  # noqa: F401
     import worker.tasks  # noqa: F401
-    import worker.training.run  # noqa: F401
 
     names = {q.strip() for q in queues.split(",") if q.strip()}
+    if INGEST_QUEUE in names and names != {INGEST_QUEUE}:
+        raise SystemExit(
+            f"the {INGEST_QUEUE!r} queue needs a worker of its own (an upload's check must "
+            f"never wait behind a job); start one with `tuneboard worker --queues {INGEST_QUEUE}`"
+        )
+    if names != {INGEST_QUEUE}:  # a checker reads files: it never needs torch
+        import worker.training.run  # noqa: F401
+    else:  # someone waits on each check: ask an SQL broker (embedded) 5×/s, not 1×/s
+        # (kombu's SQL transport hands every transport option to create_engine, so the
+        # polling interval cannot go there; Redis pushes messages and needs none)
+        from kombu.transport import sqlalchemy as sql_transport
+
+        sql_transport.Transport.polling_interval = 0.2
     if len(names) == 1 and names <= set(PREDICT_QUEUES):
         # One pool process: the one that loads a model keeps it for later tasks. It lives on,
         # so Celery replaces it after a task that took its peak memory past the ceiling

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from app.accounts.models import User
 from app.config import Settings
-from app.datasets.models import Dataset
+from app.datasets.models import Dataset, DatasetStatus
 from app.jobs.models import Job, JobStatus
 from app.predictions.models import Prediction, PredictionStatus
 
@@ -22,7 +22,10 @@ class QuotaExceeded(Exception):
 
 def check_storage(session: Session, settings: Settings, user: User, incoming: int) -> None:
     used = session.scalar(
-        select(func.coalesce(func.sum(Dataset.size_bytes), 0)).where(Dataset.owner_id == user.id)
+        select(func.coalesce(func.sum(Dataset.size_bytes), 0)).where(
+            Dataset.owner_id == user.id,
+            Dataset.status != DatasetStatus.invalid,  # refused uploads keep no files
+        )
     )
     limit = settings.max_storage_bytes_per_user
     if int(used or 0) + incoming > limit:

@@ -1,38 +1,39 @@
 """Creating image datasets from ZIPs of class folders, and reading them back.
 
-upload (a ZIP) → archives.extract_zip (safe: no path escape, no bombs) → images.scan_class_folders
-(per-file checks: format, pixel cap, corrupt files skipped with their reason) → report →
-the dataset folder:
+upload (a ZIP, stored as <id>/train.zip) → archives.extract_zip (safe: no path escape, no
+bombs) → images.scan_class_folders (per-file checks: format, pixel cap, corrupt files skipped
+with their reason) → report → the dataset folder:
     <id>/train/<class>/<file>          as extracted (likewise validation/, test/)
     <id>/images.json                   the manifest: every usable image, part by part
-    <id>/thumbs/<n>.webp               thumbnails, made on first request
+    <id>/thumbs/<n>.webp               thumbnails: the preview's made by the check, others
+                                       on first request
 Images are addressed by their number in the manifest, never by a path from a request.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
+import logging
 import shutil
 import tempfile
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
-from sqlalchemy.orm import Session
 
-from app.accounts.models import User
 from app.config import Settings
 from app.datasets.archives import ArchiveLimits, extract_zip
 from app.datasets.image_reading import draft
 from app.datasets.images import ImageInfo, image_report, scan_class_folders
-from app.datasets.models import Dataset, Modality
 from app.datasets.uploads import StoredUpload
 from app.datasets.validation import DatasetInvalid, Issue
 
+log = logging.getLogger("tuneboard.datasets")
 MANIFEST = "images.json"
 THUMBNAIL_PX = 160
 PREVIEW_PER_CLASS = 8
@@ -106,29 +107,25 @@ def _preview(images: list[ImageInfo]) -> list[dict[str, Any]]:
     return rows
 
 
-def create_image_dataset(
-    session: Session,
-    *,
+def examine_images(
+    folder: Path,
+    parts: list[str],
     settings: Settings,
-    name: str | None,
-    train: StoredUpload,
-    validation: StoredUpload | None = None,
-    test: StoredUpload | None = None,
-    owner: User,
-) -> Dataset:
-    """Extract, check and keep ZIPs of class folders. Raises ArchiveError or DatasetInvalid;
-    nothing is left behind then (the caller removes the uploads)."""
-    uploads = {"train": train, "validation": validation, "test": test}
-    settings.uploads_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix="images-", dir=settings.uploads_dir))
+    on_progress: Callable[[str, int, float], None] | None = None,
+) -> dict[str, Any]:
+    """Extract the stored ZIPs of class folders (<folder>/<part>.zip), check every image and
+    lay them out as above, with the preview's thumbnails made; returns the dataset's fields.
+    Raises ArchiveError or DatasetInvalid, leaving nothing extracted. The ZIPs stay until the
+    caller has recorded the dataset (drop_archives), so a check cut short can run again."""
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder))
     try:
         scanned = {}
-        for part, upload in uploads.items():
-            if upload is None:
-                continue
-            folder = staging / part
-            files = extract_zip(upload.path, folder, archive_limits(settings))
-            images, issues = scan_class_folders(folder, files, settings.max_image_pixels)
+        for part in (p for p in PARTS if p in parts):
+            files = extract_zip(folder / f"{part}.zip", staging / part, archive_limits(settings))
+            progress = partial(on_progress, part) if on_progress else None
+            images, issues = scan_class_folders(
+                staging / part, files, settings.max_image_pixels, progress
+            )
             # Paths relative to the dataset folder, which will hold this part's folder.
             scanned[part] = (
                 [
@@ -139,43 +136,36 @@ def create_image_dataset(
             )
         summary = _check_parts(scanned)
         manifest = {part: [asdict(i) for i in images] for part, (images, _) in scanned.items()}
-        (staging / MANIFEST).write_text(json.dumps(manifest))
-        all_images = [image for part in PARTS if part in scanned for image in scanned[part][0]]
-        content_hash = hashlib.sha256(
-            "".join(u.sha256 for u in uploads.values() if u is not None).encode()
-        ).hexdigest()
-        dataset = Dataset(
-            owner_id=owner.id,
-            name=(name or train.original_filename).strip()[:200] or "images",
-            modality=Modality.image,
-            format="zip",
-            files={part: part for part in scanned},
-            original_filename=train.original_filename,
-            size_bytes=sum(u.size for u in uploads.values() if u is not None),
-            content_hash=content_hash,
-            columns=["image", "label"],
-            text_column="image",
-            text_pair_column=None,
-            label_column="label",
-            num_rows=summary["num_rows"],
-            label_names=sorted(summary["class_counts"]),
-            report=summary,
-            preview=_preview(all_images),
-        )
-        session.add(dataset)
-        session.flush()  # the id names the folder
-        folder = settings.datasets_dir / str(dataset.id)
-        try:
-            folder.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(staging, folder)
-            session.commit()
-        except BaseException:
-            session.rollback()
-            shutil.rmtree(folder, ignore_errors=True)
-            raise
-        return dataset
+        for part in scanned:
+            shutil.rmtree(folder / part, ignore_errors=True)  # from a check that was killed
+            (staging / part).rename(folder / part)
+        (folder / MANIFEST).write_text(json.dumps(manifest))
+        preview = _preview([image for images, _ in scanned.values() for image in images])
+        for row in preview:
+            _try_thumbnail(folder, row["index"])
+        return {
+            "files": {part: part for part in scanned},
+            "num_rows": summary["num_rows"],
+            "label_names": sorted(summary["class_counts"]),
+            "report": summary,
+            "preview": preview,
+        }
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def drop_archives(folder: Path) -> None:
+    """The uploaded ZIPs, once their images are extracted and recorded."""
+    for part in PARTS:
+        (folder / f"{part}.zip").unlink(missing_ok=True)
+
+
+def _try_thumbnail(folder: Path, number: int) -> None:
+    """Made ahead for the preview; one that fails here is tried again when asked for."""
+    try:
+        thumbnail(folder, number)
+    except Exception:  # noqa: BLE001 - the image passed its checks; a thumbnail is a nicety
+        log.warning("no thumbnail for image %s in %s", number, folder, exc_info=True)
 
 
 def read_manifest(folder: Path) -> dict[str, list[ImageInfo]]:

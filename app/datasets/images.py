@@ -14,6 +14,7 @@ import hashlib
 import statistics
 import warnings
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -28,6 +29,7 @@ DEFAULT_MAX_PIXELS = 40_000_000
 MAX_SKIPPED_LISTED = 200  # enough to find the pattern, not a second copy of the upload
 MAX_NAMED = 3  # file names quoted in one warning
 MAX_REASON_CHARS = 120
+PROGRESS_EVERY = 200  # files judged between two progress reports
 
 
 class ImageRejected(ValueError):
@@ -124,12 +126,19 @@ def _class_parts(files: list[str]) -> dict[str, tuple[str, ...]]:
 
 
 def scan_class_folders(
-    root: Path, files: list[str], max_pixels: int
+    root: Path,
+    files: list[str],
+    max_pixels: int,
+    on_progress: Callable[[int, float], None] | None = None,
 ) -> tuple[list[ImageInfo], list[FileIssue]]:
-    """Judge every extracted file under ``root``: usable images by (label, path), and the rest."""
+    """Judge every extracted file under ``root``: usable images by (label, path), and the rest.
+    ``on_progress`` hears (files judged, share judged) every PROGRESS_EVERY files."""
     images: list[ImageInfo] = []
     issues: list[FileIssue] = []
-    for path, parts in _class_parts(files).items():
+    classed = _class_parts(files)
+    for done, (path, parts) in enumerate(classed.items(), start=1):
+        if on_progress is not None and done % PROGRESS_EVERY == 0:
+            on_progress(done, done / len(classed))
         if len(parts) < 2:
             issues.append(
                 FileIssue(path, "not inside a class folder; move it into the folder of its class")

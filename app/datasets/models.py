@@ -7,7 +7,7 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import JSON, DateTime, ForeignKey, Integer, String
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base
@@ -20,6 +20,15 @@ def utcnow() -> datetime:
 class Modality(StrEnum):
     text = "text"
     image = "image"
+
+
+class DatasetStatus(StrEnum):
+    """An upload is stored at once and checked by a worker (app/datasets/checking.py):
+    `checking` until then, `ready` to train on, or `invalid` with the reason and no files."""
+
+    checking = "checking"
+    ready = "ready"
+    invalid = "invalid"
 
 
 class Dataset(Base):
@@ -51,6 +60,20 @@ class Dataset(Base):
     # for images images.image_report(), with image sizes and skipped files.
     report: Mapped[dict[str, Any]] = mapped_column(JSON)
     preview: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    # While `checking`, the columns above hold what the upload asked for (a column choice, or
+    # "" to detect one) and placeholders; the check fills them in.
+    status: Mapped[DatasetStatus] = mapped_column(
+        String(16), default=DatasetStatus.ready, index=True
+    )
+    rows_read: Mapped[int] = mapped_column(Integer, default=0)  # rows (or images) so far
+    progress: Mapped[float] = mapped_column(Float, default=0.0)  # share of the files read
+    # `invalid`: the body a 422 carries (detail; line and column, member, or errors).
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    check_attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+    @property
+    def ready(self) -> bool:
+        return self.status == DatasetStatus.ready
 
     @property
     def fingerprint(self) -> str:
@@ -77,6 +100,10 @@ class DatasetOut(BaseModel):
     label_names: list[str]
     report: dict[str, Any]
     preview: list[dict[str, Any]]
+    status: DatasetStatus
+    rows_read: int
+    progress: float
+    error: dict[str, Any] | None
 
 
 class ColumnsUpdate(BaseModel):

@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import partial
@@ -35,6 +36,10 @@ _EXTENSIONS = {
 }
 _JSON_KINDS = {list: "a list", str: "text", int: "a number", float: "a number", bool: "true/false"}
 _JSON_KINDS[type(None)] = "null"
+PROGRESS_EVERY = 10_000  # rows between two progress reports
+
+# Told every PROGRESS_EVERY rows: rows read so far, and the share of the file read (0..1).
+OnProgress = Callable[[int, float], None]
 
 
 class DatasetFormat(StrEnum):
@@ -90,17 +95,26 @@ def detect_format(filename: str, head: bytes) -> DatasetFormat:
     raise ParseError(f"unsupported file type {shown}; upload CSV, TSV, JSONL or Parquet")
 
 
-def read_table(path: Path, fmt: DatasetFormat, *, max_rows: int | None = None) -> Table:
-    """Read the whole file (or its first ``max_rows`` rows, for a preview)."""
+def read_table(
+    path: Path,
+    fmt: DatasetFormat,
+    *,
+    max_rows: int | None = None,
+    row_cap: int | None = None,
+    on_progress: OnProgress | None = None,
+) -> Table:
+    """Read the whole file (or its first ``max_rows`` rows, for a preview). A file with more
+    than ``row_cap`` rows is refused at the first row past the cap, before the rest is read."""
     limit = None if max_rows is None else max(1, max_rows)
+    rows = _Rows(row_cap, on_progress or (lambda _rows, _share: None))
     try:
         fmt = DatasetFormat(fmt)
         if fmt == DatasetFormat.parquet:
-            return _read_parquet(path, limit)
+            return _read_parquet(path, limit, rows)
         text = _decode(path.read_bytes())
         if fmt == DatasetFormat.jsonl:
-            return _read_jsonl(text, limit)
-        return _read_delimited(text, fmt, limit)
+            return _read_jsonl(text, limit, rows)
+        return _read_delimited(text, fmt, limit, rows)
     except ParseError:
         raise
     except RecursionError:
@@ -109,6 +123,25 @@ def read_table(path: Path, fmt: DatasetFormat, *, max_rows: int | None = None) -
         raise ParseError("the uploaded file could not be opened; upload it again") from exc
     except Exception as exc:  # whatever a reader library raises, the user gets a ParseError
         raise ParseError(f"could not read the file ({type(exc).__name__}: {exc})") from exc
+
+
+@dataclass
+class _Rows:
+    """The row cap and the progress reports, one call per row read."""
+
+    cap: int | None
+    on_progress: OnProgress
+
+    def count(self, n: int, share: Callable[[], float], line: int) -> None:
+        if self.cap is not None and n > self.cap:
+            raise ParseError(
+                f"the file has more than {self.cap:,} rows, the most one dataset may have on "
+                "this server; upload a sample of it (an admin can raise "
+                "TUNEBOARD_MAX_DATASET_ROWS)",
+                line=line,
+            )
+        if n % PROGRESS_EVERY == 0:
+            self.on_progress(n, share())
 
 
 def _line_of(data: bytes, pos: int) -> int:
@@ -137,11 +170,13 @@ def _decode(data: bytes) -> str:
         ) from None
 
 
-def _read_delimited(text: str, fmt: DatasetFormat, limit: int | None) -> Table:
+def _read_delimited(text: str, fmt: DatasetFormat, limit: int | None, counter: _Rows) -> Table:
     # TSV is read without quoting, as GLUE-style files are written: a quote is just a character.
     tsv = fmt == DatasetFormat.tsv
+    source = io.StringIO(text, newline="")
+    share = lambda: source.tell() / max(1, len(text))  # noqa: E731
     reader = csv.reader(
-        io.StringIO(text, newline=""),
+        source,
         delimiter="\t" if tsv else ",",
         quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL,
     )
@@ -165,6 +200,7 @@ def _read_delimited(text: str, fmt: DatasetFormat, limit: int | None) -> Table:
             elif not ragged:
                 rows.append(dict(zip(header, record, strict=True)))
                 lines.append(line)
+                counter.count(len(rows), share, line)
                 if limit is not None and len(rows) >= limit:
                     return Table(header, rows, lines)
     except csv.Error as exc:
@@ -220,11 +256,13 @@ def _check_header(names: list[str], line: int) -> list[str]:
     return header
 
 
-def _read_jsonl(text: str, limit: int | None) -> Table:
+def _read_jsonl(text: str, limit: int | None, counter: _Rows) -> Table:
     columns: dict[str, None] = {}  # an ordered set: keys in first-seen order
     objects: list[dict[str, Any]] = []
     lines: list[int] = []
-    for number, raw in enumerate(io.StringIO(text, newline=""), start=1):
+    source = io.StringIO(text, newline="")
+    share = lambda: source.tell() / max(1, len(text))  # noqa: E731
+    for number, raw in enumerate(source, start=1):
         if not raw.strip():
             continue
         try:
@@ -251,6 +289,7 @@ def _read_jsonl(text: str, limit: int | None) -> Table:
             columns.setdefault(key)
         objects.append(value)
         lines.append(number)
+        counter.count(len(objects), share, number)
         if limit is not None and len(objects) >= limit:
             break
     if not objects:
@@ -261,7 +300,7 @@ def _read_jsonl(text: str, limit: int | None) -> Table:
     return Table(names, [{c: obj.get(c) for c in names} for obj in objects], lines)
 
 
-def _read_parquet(path: Path, limit: int | None) -> Table:
+def _read_parquet(path: Path, limit: int | None, counter: _Rows) -> Table:
     with path.open("rb") as handle:
         try:
             file = pq.ParquetFile(handle)
@@ -280,8 +319,12 @@ def _read_parquet(path: Path, limit: int | None) -> Table:
                     column=name,
                 )
         records = (r for b in file.iter_batches(columns=names) for r in b.to_pylist())
+        total = max(1, file.metadata.num_rows)
+        rows: list[dict[str, Any]] = []
         try:
-            rows = [{n: _plain(r[n], n) for n in names} for r in islice(records, limit)]
+            for r in islice(records, limit):
+                rows.append({n: _plain(r[n], n) for n in names})
+                counter.count(len(rows), lambda: len(rows) / total, len(rows))
         except ParseError:
             raise
         except Exception as exc:

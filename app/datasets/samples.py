@@ -2,8 +2,9 @@
 
 Each sample is built on demand into the bytes of a file a person could have uploaded (a CSV,
 a ZIP of class folders) and then goes through the upload path itself: store_upload, then
-service.create_dataset. So a sample is validated, counted against the storage quota and
-stored exactly as an upload is, and nothing here knows how datasets are checked.
+checking.accept_upload (a worker checks it). So a sample is validated, counted against the
+storage quota and stored exactly as an upload is, and nothing here knows how datasets are
+checked.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from app.accounts.models import User
 from app.config import Settings
-from app.datasets import service
+from app.datasets import checking
 from app.datasets.models import Dataset, Modality
 from app.datasets.uploads import store_upload
 
@@ -145,8 +146,8 @@ def get_sample(sample_id: str) -> Sample | None:
 
 
 def create_sample(session: Session, *, settings: Settings, sample: Sample, owner: User) -> Dataset:
-    """Build the sample's file and create a dataset from it as an upload would (same size
-    cap, storage quota, validation and errors)."""
+    """Build the sample's file and keep it as an upload would be kept (same size cap, storage
+    quota, check and errors): the dataset comes back `checking`."""
     stored = store_upload(
         io.BytesIO(sample.build()),
         filename=sample.filename,
@@ -154,8 +155,8 @@ def create_sample(session: Session, *, settings: Settings, sample: Sample, owner
         max_bytes=settings.max_upload_bytes,
     )
     try:
-        return service.create_dataset(
+        return checking.accept_upload(
             session, settings=settings, name=sample.title, train=stored, owner=owner
         )
     finally:
-        stored.discard()  # moved into the dataset already, or left over after an error
+        stored.discard()  # moved into the dataset already, or left over after a refusal

@@ -18,7 +18,7 @@ from app.accounts.models import User
 from app.accounts.quotas import check_active_jobs
 from app.catalog import UnknownModel
 from app.config import Settings, get_settings
-from app.datasets.models import Dataset
+from app.datasets.models import Dataset, DatasetStatus
 from app.jobs.models import Device, Job, JobCreate, JobLog, JobStatus, MetricPoint
 from app.jobs.params import JobParams, resolve_params
 from app.jobs.strategies import Strategy
@@ -60,6 +60,11 @@ def admit(
     dataset = session.get(Dataset, dataset_id)
     if dataset is None or not (owner.is_admin or dataset.owner_id == owner.id):
         raise DatasetNotFound(f"no dataset with id {dataset_id}; upload one first")
+    if dataset.status == DatasetStatus.checking:
+        raise InvalidJob(f"dataset {dataset_id} is still being checked; try again when it is ready")
+    if dataset.status == DatasetStatus.invalid:
+        reason = (dataset.error or {}).get("detail", "")
+        raise InvalidJob(f"dataset {dataset_id} is invalid: {reason}; upload a fixed file")
     entry = catalog.resolve(model, settings, modality=dataset.modality)
     if entry.lora_unavailable and Strategy.finetune_lora in strategies:
         raise UnknownModel(f"finetune_lora cannot adapt {model}: {entry.lora_unavailable}")

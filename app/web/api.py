@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, HTTPException, Path, UploadFile
+from fastapi import APIRouter, Depends, HTTPException, Path
 from fastapi.responses import FileResponse
 
 from app import catalog
@@ -13,7 +13,6 @@ from app.comparisons.models import ComparisonCreate, ComparisonOut
 from app.datasets import image_datasets, samples
 from app.datasets import service as datasets
 from app.datasets.models import ColumnsUpdate, DatasetOut, Modality
-from app.datasets.uploads import StoredUpload, store_upload
 from app.jobs import artifacts, overfitting
 from app.jobs import service as jobs
 from app.jobs.models import Device, JobCreate, JobOut, MetricSeries
@@ -25,7 +24,6 @@ from app.web.deps import (
     DatasetDep,
     JobDep,
     QueryDatasetDep,
-    SampleDep,
     SessionDep,
     SettingsDep,
 )
@@ -39,55 +37,11 @@ router = APIRouter(
     dependencies=[Depends(current_user), Depends(check_csrf)],  # every route: signed in
 )
 
-OptionalForm = Annotated[str | None, Form()]
 # A dataset's stored images never change, so browsers may keep their thumbnails.
 IMMUTABLE = {"Cache-Control": "private, max-age=86400, immutable"}
 
 
-@router.post("/datasets", status_code=201, response_model=DatasetOut)
-def upload_dataset(
-    session: SessionDep,
-    settings: SettingsDep,
-    user: UserDep,
-    file: Annotated[
-        UploadFile,
-        File(description="CSV, TSV, JSONL or Parquet; or a ZIP of image class folders"),
-    ],
-    validation_file: Annotated[UploadFile | None, File()] = None,
-    test_file: Annotated[UploadFile | None, File()] = None,
-    name: OptionalForm = None,
-    text_column: OptionalForm = None,
-    label_column: OptionalForm = None,
-    text_pair_column: OptionalForm = None,
-) -> DatasetOut:
-    if not file.filename:
-        raise HTTPException(422, "choose a training file to upload")
-    stored: dict[str, StoredUpload] = {}
-    try:
-        for part, upload in (("train", file), ("validation", validation_file), ("test", test_file)):
-            if upload is not None and upload.filename:
-                stored[part] = store_upload(
-                    upload.file,
-                    filename=upload.filename,
-                    into=settings.uploads_dir,
-                    max_bytes=settings.max_upload_bytes,
-                )
-        dataset = datasets.create_dataset(
-            session,
-            settings=settings,
-            name=name or None,
-            train=stored["train"],
-            validation=stored.get("validation"),
-            test=stored.get("test"),
-            text_column=text_column or None,
-            label_column=label_column or None,
-            text_pair_column=text_pair_column or None,
-            owner=user,
-        )
-    finally:
-        for upload_copy in stored.values():
-            upload_copy.discard()  # moved files are gone already; leftovers are removed
-    return DatasetOut.model_validate(dataset)
+# Uploads (POST /datasets, POST /datasets/samples/{id}) are app/web/dataset_uploads.py.
 
 
 @router.get("/datasets", response_model=list[DatasetOut])
@@ -99,15 +53,6 @@ def list_datasets(session: SessionDep, user: UserDep) -> list[DatasetOut]:
 def list_samples() -> list[dict[str, str]]:
     """The sample datasets anyone can create with one call, offline."""
     return [s.to_dict() for s in samples.list_samples()]
-
-
-@router.post("/datasets/samples/{sample_id}", status_code=201, response_model=DatasetOut)
-def create_sample(
-    sample: SampleDep, session: SessionDep, settings: SettingsDep, user: UserDep
-) -> DatasetOut:
-    """A dataset made from a sample, exactly as if its file had been uploaded."""
-    dataset = samples.create_sample(session, settings=settings, sample=sample, owner=user)
-    return DatasetOut.model_validate(dataset)
 
 
 @router.get("/datasets/{dataset_id}", response_model=DatasetOut)
@@ -122,7 +67,7 @@ def image_thumbnail(
     """A small WebP of image `number` (its place in the dataset's manifest)."""
     path = (
         image_datasets.thumbnail(settings.datasets_dir / str(dataset.id), number)
-        if dataset.modality == Modality.image
+        if dataset.modality == Modality.image and dataset.ready
         else None
     )
     if path is None:
@@ -146,15 +91,16 @@ def change_columns(
 
 
 @router.get("/workers", response_model=Fleet)
-def list_workers(session: SessionDep) -> Fleet:
+def list_workers(session: SessionDep, user: UserDep) -> Fleet:
     """Live workers (heard from within three heartbeats), their queues and devices, and the
-    number of queued jobs on each queue."""
-    return workers.fleet(session)
+    number of queued jobs on each queue. Hostnames and process ids are shown to admins only."""
+    return workers.fleet(session, admin=user.is_admin)
 
 
 @router.get("/models")
-def list_models(settings: SettingsDep) -> list[dict[str, object]]:
-    return [m.to_dict() for m in catalog.list_models(settings)]
+def list_models(settings: SettingsDep, user: UserDep) -> list[dict[str, object]]:
+    """The catalogue. Where a model lies on the server (`path`) is shown to admins only."""
+    return [m.to_dict(admin=user.is_admin) for m in catalog.list_models(settings)]
 
 
 @router.post("/jobs", status_code=201, response_model=JobOut)

@@ -77,6 +77,12 @@ def dataset_detail(request: Request, dataset: DatasetDep) -> Response:
     return render(request, "datasets/detail.html", _dataset_context(dataset))
 
 
+@router.get("/datasets/{dataset_id}/state", response_class=HTMLResponse)
+def dataset_state(request: Request, dataset: DatasetDep) -> Response:
+    """What the page polls while the upload is checked: progress, then the report."""
+    return render(request, "datasets/detail.html", _dataset_context(dataset), block="state")
+
+
 @router.post("/datasets/{dataset_id}/columns", response_class=HTMLResponse)
 def dataset_columns(
     request: Request,

@@ -48,7 +48,7 @@ PARAM_FIELDS = (
 
 def _form_context(session: Session, settings: Settings, user: User, **extra: Any) -> dict[str, Any]:
     return {
-        "datasets": datasets.list_datasets(session, user),
+        "datasets": datasets.list_datasets(session, user, ready_only=True),
         "models": catalog.list_models(settings),
         "strategies": list(Strategy),
         "concrete": CONCRETE,
