@@ -44,7 +44,8 @@ function setupUpload() {
     xhr.addEventListener("load", () => {
       let body = {};
       try { body = JSON.parse(xhr.responseText); } catch (_) { /* not JSON */ }
-      if (xhr.status === 201) { window.location = "/datasets/" + body.id; return; }
+      // 202: stored, and checked by a worker; the dataset page follows the check.
+      if (xhr.status === 201 || xhr.status === 202) { window.location = "/datasets/" + body.id; return; }
       busy(false);
       showError(body, xhr.status);
     });

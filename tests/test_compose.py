@@ -22,7 +22,13 @@ from sqlalchemy.engine import make_url
 import app.cli
 from app import catalog
 from app.config import Settings
-from app.queue import PREDICT_BATCH_QUEUE, PREDICT_QUEUE, PREDICT_QUEUES, celery_app
+from app.queue import (
+    INGEST_QUEUE,
+    PREDICT_BATCH_QUEUE,
+    PREDICT_QUEUE,
+    PREDICT_QUEUES,
+    celery_app,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
@@ -36,9 +42,16 @@ try:  # the queue names the web routes training jobs to
 except ImportError:  # pragma: no cover - before worker routing existed
     CPU_QUEUE, GPU_QUEUE = "cpu", "gpu"
 TRAINING_QUEUES = {celery_app.conf.task_default_queue, CPU_QUEUE, GPU_QUEUE}
-KNOWN_QUEUES = TRAINING_QUEUES | set(PREDICT_QUEUES)
+KNOWN_QUEUES = TRAINING_QUEUES | set(PREDICT_QUEUES) | {INGEST_QUEUE}
 
-TUNEBOARD = {"web", "worker-cpu", "worker-gpu", "worker-predict", "worker-predict-batch"}
+TUNEBOARD = {
+    "web",
+    "worker-cpu",
+    "worker-gpu",
+    "worker-predict",
+    "worker-predict-batch",
+    "worker-ingest",
+}
 STORES = {"postgres", "redis"}
 
 
@@ -286,7 +299,7 @@ def test_worker_queues_are_known_and_predict_is_alone() -> None:
     assert {"worker-cpu", "worker-gpu", "worker-predict"} <= set(queues), queues
     for service, names in queues.items():
         assert names <= KNOWN_QUEUES, f"{service} consumes unknown queues {names - KNOWN_QUEUES}"
-        for lane in PREDICT_QUEUES:
+        for lane in (*PREDICT_QUEUES, INGEST_QUEUE):
             if lane in names:
                 assert names == {lane}, (
                     f"{service}: the {lane!r} queue needs a worker of its own "
@@ -298,6 +311,7 @@ def test_worker_queues_are_known_and_predict_is_alone() -> None:
     assert queues["worker-gpu"] == {GPU_QUEUE}
     assert queues["worker-predict"] == {PREDICT_QUEUE}
     assert queues["worker-predict-batch"] == {PREDICT_BATCH_QUEUE}
+    assert queues["worker-ingest"] == {INGEST_QUEUE}
 
 
 def test_gpu_worker_reserves_one_gpu_and_trains_one_job_at_a_time() -> None:
