@@ -29,7 +29,8 @@ JOB_DONE = 180_000  # ms: a MiniLM job on 120 articles takes well under a minute
 
 def assert_usable(page: Any) -> None:
     """What every page must hold to: each control has a name a screen reader can say, nothing
-    is wider than the window, no script failed, no dialog opened."""
+    is wider than the window, no script failed, no dialog opened, the Content-Security-Policy
+    blocked nothing."""
     unnamed = page.evaluate(
         """() => [...document.querySelectorAll(
               'input:not([type=hidden]), select, textarea, button')]
@@ -54,6 +55,7 @@ def assert_usable(page: Any) -> None:
         raise AssertionError(f"{page.url} is {overflow}px wider than the window: {culprits}")
     assert page.script_errors == [], page.script_errors
     assert page.dialogs == [], f"a dialog opened: {page.dialogs}"
+    assert page.csp_violations == [], f"blocked by the policy: {page.csp_violations}"
 
 
 def chart_points(page: Any, selector: str = "#charts") -> int:
@@ -149,8 +151,11 @@ def test_upload_shows_progress_then_a_column_is_fixed(
     assert len({round(v) for v in shown if 0 < v < 100}) >= 2, f"the bar did not move: {seen}"
     server.state["dataset_id"] = int(page.url.rsplit("/", 1)[1])
 
-    # Detection took the short `title` column for the text; the label shows as plain text.
-    expect(page.locator('select[name="text_column"]')).to_have_value("title")
+    # The file is stored; the dataset page shows "Checking…" (polled) until the ingest worker
+    # has read it, then the report swaps in. Detection took the short `title` column for the
+    # text; the label shows as plain text.
+    expect(page.locator('select[name="text_column"]')).to_have_value("title", timeout=30_000)
+    expect(page.locator("#dataset-state")).to_have_count(0)
     expect(page.locator(".bar-label", has_text=PAYLOAD)).to_have_text(PAYLOAD)
     assert page.locator("img[src=x], body script:not([src])").count() == 0
 
@@ -169,20 +174,24 @@ def test_upload_shows_progress_then_a_column_is_fixed(
     assert_usable(page)
 
 
-def test_a_bad_file_gets_its_error_beside_the_form(page: Any, tmp_path: Path) -> None:
+def test_a_bad_file_gets_its_reason_and_a_way_back(page: Any, tmp_path: Path) -> None:
     page.goto("/datasets")
     bad = tmp_path / "one-class.csv"
     bad.write_text("text,label\n" + "".join(f"row {i},same\n" for i in range(20)))
     page.locator("#file").set_input_files(bad)
     page.get_by_role("button", name="Upload").click()
-    error = page.locator("#upload-error")
-    expect(error).to_be_visible()
-    expect(error).to_contain_text("Upload refused")
-    expect(error).to_contain_text("class")
-    expect(page).to_have_url(re.compile(r"/datasets$"))
-    expect(page.get_by_role("button", name="Upload")).to_be_enabled()
+    # Stored, then checked by the worker: the dataset page says why it cannot be used.
+    expect(page).to_have_url(re.compile(r"/datasets/\d+$"))
+    error = page.locator("#dataset-state .error")
+    expect(error).to_contain_text("class", timeout=30_000)
+    expect(page.get_by_role("link", name="Train a model on this dataset")).to_have_count(0)
     shot(page, "07-upload-refused")
-    assert page.locator("table.list tbody tr").count() == 1  # nothing was added
+    assert_usable(page)
+    page.get_by_role("link", name="Upload a fixed file").click()
+    expect(page).to_have_url(re.compile(r"/datasets#upload-form$"))
+    refused = page.locator("table.list tbody tr", has_text="one-class.csv")
+    expect(refused).to_contain_text("refused")  # kept with its reason, not trainable
+    expect(refused.get_by_role("link", name="Train")).to_have_count(0)
 
 
 def _new_job(page: Any, server: Server, strategy: str, **advanced: str) -> None:
@@ -304,13 +313,14 @@ def test_a_new_user_starts_from_a_sample_dataset(browser: Any, page: Any, server
     # The admin adds a user on the Users page ...
     page.goto("/admin/users")
     page.get_by_label("Username").fill("grace")
-    page.get_by_label("Password (8 characters or more)").fill(PASSWORD)
+    page.get_by_label("Password (10 characters or more").fill(PASSWORD)
     page.get_by_role("button", name="Add user").click()
     expect(page.get_by_role("cell", name="grace", exact=True)).to_be_visible()
     shot(page, "13-users")
     assert_usable(page)
     page.goto("/account")
     page.get_by_label("Name").fill("laptop CLI")
+    page.get_by_label("Your password").fill(PASSWORD)
     page.get_by_role("button", name="Create token").click()
     expect(page.locator(".token")).to_have_text(re.compile(r"^tb_"))
     shot(page, "14-account-token")
@@ -333,7 +343,7 @@ def test_a_new_user_starts_from_a_sample_dataset(browser: Any, page: Any, server
         expect(grace).to_have_url(re.compile(r"/datasets/\d+$"))
         expect(grace.locator("main h1")).to_have_text("Handwritten digits")
         thumbs = grace.locator(".thumbs img")
-        expect(thumbs.first).to_be_visible()
+        expect(thumbs.first).to_be_visible(timeout=30_000)  # once the worker has checked it
         thumbs.first.scroll_into_view_if_needed()
         grace.wait_for_function(
             "() => [...document.querySelectorAll('.thumbs img')].slice(0, 5)"
