@@ -76,7 +76,8 @@ def main() -> None:
         sign_in(client)
         n = write_bbc_csv(tmp / "bbc.csv")
         with (tmp / "bbc.csv").open("rb") as f:
-            dataset = client.post("/api/v1/datasets", files={"file": ("bbc.csv", f)}).json()
+            files = {"file": ("bbc.csv", f)}  # answered once the ingest worker has checked it
+            dataset = client.post("/api/v1/datasets", files=files, params={"wait": 60}).json()
         body = {
             "dataset_id": dataset["id"],
             "model": "minilm-l6",

@@ -7,11 +7,13 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from tests.factories import labelled_texts, write_csv
+from tests.jobs_api import CHECKED
 
 
 def _dataset_id(client: TestClient, tmp_path: Path) -> int:
     path = write_csv(tmp_path / "d.csv", labelled_texts(10))
-    response = client.post("/api/v1/datasets", files={"file": ("d.csv", path.read_bytes())})
+    files = {"file": ("d.csv", path.read_bytes())}
+    response = client.post("/api/v1/datasets", files=files, params=CHECKED)
     assert response.status_code == 201, response.text
     return response.json()["id"]
 
