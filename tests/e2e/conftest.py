@@ -104,11 +104,18 @@ def browser() -> Iterator[Any]:
 
 def watched_tab(context: Any) -> Any:
     """A new tab whose dialogs (an alert from injected script, say) are recorded and
-    dismissed, and whose script errors are recorded: the tests assert there were none."""
+    dismissed, and whose script errors and Content-Security-Policy violations are recorded:
+    the tests assert there were none."""
     tab = context.new_page()
-    tab.dialogs, tab.script_errors = [], []
+    tab.dialogs, tab.script_errors, tab.csp_violations = [], [], []
     tab.on("dialog", lambda d: (tab.dialogs.append(d.message), d.dismiss()))
     tab.on("pageerror", lambda e: tab.script_errors.append(str(e)))
+    # The pages run under a Content-Security-Policy with no inline script or style; the
+    # browser reports anything it blocks on the console.
+    tab.on(
+        "console",
+        lambda m: "Content Security Policy" in m.text and tab.csp_violations.append(m.text),
+    )
     return tab
 
 
