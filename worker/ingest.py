@@ -1,9 +1,9 @@
 """The `datasets.check` task: parse and validate an upload the web server has stored.
 
-It runs on the `ingest` queue, in a worker of its own (worker/main.py) with a fresh child
-process per check, so a check never waits behind a training job and the memory a big file
-takes while it is read goes back to the system as soon as the check ends. What a check does
-is app/datasets/checking.py; this is only who runs it.
+It runs on the `ingest` queue, in a worker of its own (worker/main.py), so a check never
+waits behind a training job; its pool process is replaced after a check that grew it past a
+ceiling, so the memory a big file takes while it is read goes back to the system. What a
+check does is app/datasets/checking.py; this is only who runs it.
 """
 
 from __future__ import annotations

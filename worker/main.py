@@ -9,9 +9,11 @@ Two kinds, by queue:
   batch files go to `predict-batch`, a worker of the same kind of their own, so a long batch
   never delays a single question;
 - checking uploads (`ingest`): the parse and validation of each stored upload
-  (worker/ingest.py), one at a time, each in a fresh child process like a training job, so
-  a big file's memory is returned when its check ends. A lane of its own: a check must not
-  wait behind a training job that may run for days. `tuneboard serve` starts one.
+  (worker/ingest.py), one at a time, in one pool process that Celery replaces after any
+  check that took it past INGEST_CHILD_MAX_RSS_MB, so a big file's memory never stays (a
+  fresh process for every check cost about half a second an upload, and a fork each). A lane
+  of its own: a check must not wait behind a training job that may run for days.
+  `tuneboard serve` starts one.
 Training and batch workers run at a lower CPU priority (TUNEBOARD_WORKER_NICE) than the web
 server and the single-question worker (worker/process_limits.py).
 """
@@ -19,6 +21,9 @@ server and the single-question worker (worker/process_limits.py).
 from __future__ import annotations
 
 from app.queue import INGEST_QUEUE, PREDICT_BATCH_QUEUE, PREDICT_QUEUE, PREDICT_QUEUES, celery_app
+
+# A checking process is about 100 MB between checks; one that read a big file is replaced.
+INGEST_CHILD_MAX_RSS_MB = 400
 
 
 def run_worker(*, queues: str, concurrency: int) -> None:
@@ -61,6 +66,8 @@ def run_worker(*, queues: str, concurrency: int) -> None:
             f"questions on {PREDICT_QUEUE!r} must never wait behind files on "
             f"{PREDICT_BATCH_QUEUE!r}); start one with `tuneboard worker --queues {lane}`"
         )
+    elif names == {INGEST_QUEUE}:
+        pool = ["--concurrency=1", f"--max-memory-per-child={INGEST_CHILD_MAX_RSS_MB * 1024}"]
     else:
         pool = [f"--concurrency={concurrency}", "--max-tasks-per-child=1"]
     if names - {PREDICT_QUEUE, "ingest"}:  # training and batch files give way to the web
