@@ -6,7 +6,9 @@ from __future__ import annotations
 import logging
 import traceback
 from collections import Counter
+from typing import Any
 
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app import catalog
@@ -71,28 +73,35 @@ def _run(job: Job, sessions: sessionmaker[Session], limit: float) -> None:
         if reporter.timed_out:
             reason = f"time limit: stopped after {limit:.0f} s of running (its time limit)"
             reporter.log(reason)
-            with sessions() as session:
-                jobs.finish(session, job_id, status=JobStatus.failed, error=reason)
+            _finish(reporter, status=JobStatus.failed, error=reason)
         else:
             reporter.log("cancelled by request")
-            with sessions() as session:
-                jobs.finish(session, job_id, status=JobStatus.cancelled)
+            _finish(reporter, status=JobStatus.cancelled)
+    except (OperationalError, InterfaceError):
+        # The database stayed away longer than the reporter's retries. Nothing can be
+        # recorded now; the checkpoint stays, the job's heartbeat stops, and housekeeping
+        # re-queues it once the database is back: it resumes where it was saved.
+        log.exception("job %s: database unreachable; left for re-queueing", job_id)
+        raise
     except Exception as exc:  # noqa: BLE001 - any failure must reach the job page
         reason = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
         log.exception("job %s failed", job_id)
         _discard_checkpoint(job_id)
         reporter.log("failed: " + reason + "\n" + traceback.format_exc(limit=5))
-        with sessions() as session:
-            jobs.finish(session, job_id, status=JobStatus.failed, error=reason)
+        _finish(reporter, status=JobStatus.failed, error=reason)
     else:
-        with sessions() as session:
-            jobs.finish(
-                session,
-                job_id,
-                status=JobStatus.succeeded,
-                results=result.metrics,
-                export_ready=result.export_path.is_file(),
-            )
+        _finish(
+            reporter,
+            status=JobStatus.succeeded,
+            results=result.metrics,
+            export_ready=result.export_path.is_file(),
+        )
+
+
+def _finish(reporter: DatabaseReporter, **outcome: Any) -> None:
+    """The job's last write, retried like its others: a result must not be lost to a
+    database that is restarting just as the job ends."""
+    reporter.write("the outcome", lambda session: jobs.finish(session, reporter.job_id, **outcome))
 
 
 def _discard_checkpoint(job_id: int) -> None:
