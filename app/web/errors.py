@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -46,12 +47,26 @@ def error_body(exc: Exception) -> tuple[int, dict[str, object]]:
 
 
 def validation_errors(errors: Any) -> list[dict[str, Any]]:
-    """Pydantic's errors without the input they were about: an error must never echo a
-    (possibly huge, possibly hostile) body back, nor hold values JSON cannot carry (NaN)."""
+    """Pydantic's errors with at most a short echo of what was sent: an error must never send
+    a (possibly huge, possibly hostile) body back, nor values JSON cannot carry (NaN)."""
     return [
-        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", ""))[:300], "type": e.get("type")}
+        {
+            "loc": list(e.get("loc", ())),
+            "msg": str(e.get("msg", ""))[:300],
+            "type": e.get("type"),
+            **({"input": e["input"]} if _short(e.get("input")) else {}),
+        }
         for e in list(errors)[:20]
     ]
+
+
+def _short(value: Any) -> bool:
+    """A scalar worth echoing: a short string, or a finite number."""
+    if isinstance(value, str):
+        return len(value) <= 80
+    if isinstance(value, bool | int):
+        return abs(value) < 2**63
+    return isinstance(value, float) and math.isfinite(value)
 
 
 DOMAIN_ERRORS = (
