@@ -375,3 +375,19 @@ def test_every_page_fits_the_screen(page: Any, server: Server, path: str, screen
         assert_usable(page)
     finally:
         page.set_viewport_size(LAPTOP)
+
+
+def test_the_policy_is_on_and_its_violations_are_seen(page: Any, server: Server) -> None:
+    """What the other tests' "no violation" rests on: the page's policy blocks an inline
+    handler injected into it, and the tab records the violation."""
+    page.goto("/")
+    expect(page.locator("main h1")).to_be_visible()
+    page.evaluate(
+        """() => document.body.insertAdjacentHTML(
+              'beforeend', '<img src="/static/favicon.svg" onload="window.__ran = 1">')"""
+    )
+    expect(page.locator("img[onload]")).to_have_count(1)
+    page.wait_for_timeout(300)
+    assert page.evaluate("() => window.__ran") is None
+    assert any("script-src" in v for v in page.csp_violations), page.csp_violations
+    page.csp_violations.clear()
