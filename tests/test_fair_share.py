@@ -179,7 +179,8 @@ def test_concurrent_claims_take_each_job_once_on_postgres(pg: sessionmaker[Sessi
 def test_another_users_job_starts_second_not_last(
     client: TestClient, bob_client: TestClient, worker: Path, tiny_model_id: str, tmp_path: Path
 ) -> None:
-    """Alice queues five jobs, then Bob one; the real worker starts Bob's second."""
+    """Alice queues five jobs, then Bob one; the real worker starts Bob's second, not
+    sixth."""
     path = write_csv(tmp_path / "fair.csv", labelled_texts(8))
     body = {"model": tiny_model_id, "strategy": "transfer_frozen", "device": "cpu"}
     params = {"params": {"epochs": 1}}
@@ -199,7 +200,10 @@ def test_another_users_job_starts_second_not_last(
     states = wait_for(done, timeout=180, what="the six jobs")
     assert all(s["status"] == "succeeded" for s in states), [s["error"] for s in states]
     by_start = sorted(states, key=lambda s: s["started_at"])
-    assert by_start[1]["id"] == ids[-1], [(s["id"], s["started_at"]) for s in by_start]
+    # Second: Alice's first job may already run when Bob queues his. (First, when Alice ran
+    # jobs earlier in the session: then her last start is later than Bob's none.)
+    order = [s["id"] for s in by_start]
+    assert ids[-1] in order[:2], [(s["id"], s["started_at"]) for s in by_start]
     assert "is next in fair-share order" in worker.read_text()
 
 
