@@ -99,6 +99,10 @@ class Settings(BaseSettings):
     # (the `nice` value, 0-19; 0 keeps the web server's), so pages stay quick while a job
     # trains on the same machine. See README, "A web that stays quick while a job trains".
     worker_nice: int = 10
+    # ... and, where Linux offers it, run in its idle scheduling class (SCHED_IDLE): any other
+    # process that wants a core (a page request) gets it at once, and training takes every
+    # cycle left over. Off: the nice value alone decides.
+    worker_sched_idle: bool = True
 
     @property
     def development(self) -> bool:

@@ -19,9 +19,10 @@ Prints per phase the requests, errors (any status >= 400, exception or 30 s time
 p50/p95/p99 latency, load/idle ratios, requests/s, every route's latency, whether every
 upload became a dataset, and the job's progress and training rate before and during load.
 
-`--nice 0 10` runs all of it once per TUNEBOARD_WORKER_NICE value, one after another on
-fresh servers (`--compare-priority` is `--nice 0 10`: the workers at the web server's CPU
-priority, as before they gave way, then the default), and ends with a table of them: p99
+`--nice 0 10 idle` runs all of it once per worker priority, one after another on fresh
+servers (`--compare-priority` is exactly that: the workers at the web server's CPU priority,
+as before they gave way; at nice 10 alone; then the default, nice 10 in Linux's idle
+scheduling class), and ends with a table of them: p99
 load/idle, for all requests and for the polling alone (the 50 uploads all arrive in the first
 second of the load, and no idle request is an upload), and what each costs the training job
 (its steps/s under load).
@@ -440,23 +441,22 @@ def main() -> None:
     parser.add_argument(
         "--compare-priority",
         action="store_true",
-        help="--nice 0 10: workers at the web's CPU priority, then at the default",
+        help="--nice 0 10 idle: workers at the web's CPU priority, at nice 10 alone, then at "
+        "the default (nice 10 in the idle scheduling class)",
     )
-    parser.add_argument("--nice", type=int, nargs="+", help="TUNEBOARD_WORKER_NICE values")
+    parser.add_argument(
+        "--nice",
+        nargs="+",
+        help="TUNEBOARD_WORKER_NICE values (the idle class off), or 'idle' for the default",
+    )
     parser.add_argument("--torch-threads", type=int, help="TUNEBOARD_TORCH_THREADS")
     args = parser.parse_args()
 
     common = (
         {} if args.torch_threads is None else {"TUNEBOARD_TORCH_THREADS": str(args.torch_threads)}
     )
-    nices = [0, 10] if args.compare_priority else args.nice or [None]
-    variants = [
-        (
-            "default settings" if n is None else f"TUNEBOARD_WORKER_NICE={n}",
-            {**common, **({} if n is None else {"TUNEBOARD_WORKER_NICE": str(n)})},
-        )
-        for n in nices
-    ]
+    nices = ["0", "10", "idle"] if args.compare_priority else args.nice or [None]
+    variants = [_priority(n, common) for n in nices]
     results = []
     for name, extra in variants:
         if len(variants) > 1:
@@ -464,6 +464,20 @@ def main() -> None:
         results.append((name, once(args, extra)))
     if len(results) > 1:
         compare(results)
+
+
+def _priority(nice: str | None, common: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """A variant's name and environment: the defaults, idle (the default, named), or a nice
+    value with the idle scheduling class off."""
+    if nice is None:
+        return "default settings", common
+    if nice == "idle":
+        return "TUNEBOARD_WORKER_SCHED_IDLE=true (nice 10)", {
+            **common,
+            "TUNEBOARD_WORKER_SCHED_IDLE": "true",
+        }
+    env = {"TUNEBOARD_WORKER_NICE": str(int(nice)), "TUNEBOARD_WORKER_SCHED_IDLE": "false"}
+    return f"TUNEBOARD_WORKER_NICE={int(nice)}", {**common, **env}
 
 
 if __name__ == "__main__":

@@ -27,6 +27,12 @@ def nice_of(pid: int) -> int:
     return int(fields[16])  # fields[0] is field 3 (state)
 
 
+def policy_of(pid: int) -> int:
+    """Field 41 of /proc/<pid>/stat: the scheduling class (os.SCHED_OTHER, os.SCHED_IDLE…)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[38])
+
+
 def children_of(pid: int) -> dict[int, str]:
     """Live child processes of `pid` and their command lines."""
     found = {}
@@ -61,6 +67,8 @@ def test_the_training_process_runs_at_a_lower_priority_than_the_web(
         web = os.getpriority(os.PRIO_PROCESS, 0)  # this process serves the TestClient's pages
         for pid in training:
             assert nice_of(pid) == max(web, get_settings().worker_nice) > web, pid
+            assert policy_of(pid) == os.SCHED_IDLE, pid  # the web preempts it at once
+        assert policy_of(os.getpid()) == os.SCHED_OTHER
     finally:
         client.post(url + "/cancel")
         wait_for(lambda: client.get(url).json()["status"] in FINISHED, timeout=60, what="cancel")
@@ -96,6 +104,13 @@ def test_serve_starts_each_lane_at_its_priority(tmp_path: Path) -> None:
             found = wait_for(lanes, timeout=90, what=f"the workers (log: {log.name})")
             assert found["cpu"] == found["predict-batch"] == max(web, 7)
             assert found["predict"] == web  # a person waits on each single question
+            policies = {
+                cmd.split("--queues=")[1].split()[0]: policy_of(pid)
+                for pid, cmd in children_of(proc.pid).items()
+                if "--queues=" in cmd
+            }
+            assert policies["cpu"] == policies["predict-batch"] == os.SCHED_IDLE
+            assert policies["predict"] == policies["ingest"] == policy_of(proc.pid)
         finally:
             stop_group(proc)
 

@@ -27,14 +27,27 @@ import signal
 log = logging.getLogger("tuneboard.worker")
 
 
-def lower_priority(nice: int) -> int:
-    """Raise this process's nice value to `nice` (never lower it: that needs privileges);
-    returns the value now in effect."""
+def lower_priority(nice: int, *, sched_idle: bool = False) -> int:
+    """Raise this process's nice value to `nice` (never lower it: that needs privileges)
+    and, with `sched_idle`, move it to Linux's idle scheduling class; returns the nice value
+    now in effect.
+
+    Nice 10 gives the web about ten times training's share of a contended core, but a page
+    request that wakes up may still wait for a training thread's time slice to run out. In
+    the idle class it never waits: the scheduler preempts an idle-class thread as soon as
+    anything else is runnable (bench/load_pages.py measures both). Threads and processes
+    made later (torch's thread pool, Celery's pool processes, each job's child) inherit it."""
     current = os.getpriority(os.PRIO_PROCESS, 0)
     wanted = max(0, min(19, nice))
     if wanted > current:
         os.setpriority(os.PRIO_PROCESS, 0, wanted)
         log.info("CPU priority lowered: nice %d (TUNEBOARD_WORKER_NICE)", wanted)
+    if sched_idle and hasattr(os, "SCHED_IDLE"):
+        try:
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+            log.info("scheduling class: idle (TUNEBOARD_WORKER_SCHED_IDLE)")
+        except OSError as exc:  # a container may forbid it: the nice value still applies
+            log.warning("could not enter the idle scheduling class: %s", exc)
     return os.getpriority(os.PRIO_PROCESS, 0)
 
 
