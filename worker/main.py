@@ -74,8 +74,8 @@ def run_worker(*, queues: str, concurrency: int) -> None:
         from app.config import get_settings
         from worker.process_limits import lower_priority
 
-        settings = get_settings()
-        lower_priority(settings.worker_nice, sched_idle=settings.worker_sched_idle)
+        limits = get_settings()
+        lower_priority(limits.worker_nice, sched_idle=limits.worker_sched_idle)
     from worker.heartbeat import Heartbeat
 
     heartbeat = Heartbeat(sorted(names))
