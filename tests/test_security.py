@@ -10,7 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 from fastapi.testclient import TestClient
 
 from tests.accounts import PASSWORD, csrf_of, ensure_user, sign_in
