@@ -283,6 +283,22 @@ def test_dockerfile_cmd_is_a_real_cli_command() -> None:
     )
 
 
+def test_the_image_starts_in_production_mode() -> None:
+    """RELIABILITY row 24: the image as shipped must not run as a development install (no
+    Secure cookies, no HSTS). Its session key comes from its data volume, never the source."""
+    env = {}
+    for instruction, args in dockerfile():
+        if instruction == "ENV":
+            env.update(dict(pair.split("=", 1) for pair in shlex.split(args)))
+    assert env.get("TUNEBOARD_ENV") == "production", env
+    assert env.get("TUNEBOARD_DATA_DIR") == "/data"
+    assert "TUNEBOARD_SECRET_KEY" not in env
+    for service in TUNEBOARD:
+        assert environment(service)["TUNEBOARD_ENV"] == "production", service
+    hosts = json.loads(interpolate(environment("web")["TUNEBOARD_ALLOWED_HOSTS"]))
+    assert "localhost" in hosts and "*" not in hosts
+
+
 def test_web_serves_without_embedded_workers_on_a_published_port() -> None:
     name, params = parse_cli(command("web"))
     assert name == "serve", f"web runs `{name}`, not serve"
