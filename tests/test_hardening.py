@@ -58,7 +58,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
             wait_for(lambda: _answers(url), timeout=60, what="the server")
             yield url, home
         finally:
-            stop_group(server)
+            stop_group(server, timeout=5)  # nothing of it is kept: no need to wait politely
 
 
 def _answers(url: str) -> bool:
