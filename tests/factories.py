@@ -143,3 +143,25 @@ def tiny_classifier(arch: str, *, layers: int = 1):  # noqa: ANN201 - a transfor
     if arch == "roberta":
         return RobertaForSequenceClassification(RobertaConfig(**encoder, pad_token_id=1, **small))
     raise ValueError(f"no tiny {arch}")
+
+
+def dataset_row(name: str):  # noqa: ANN201 - app.datasets.models.Dataset, imported lazily
+    """A ready two-class text Dataset row with no files behind it: for tests of the job
+    services, which never read the data."""
+    from app.datasets.models import Dataset
+
+    return Dataset(
+        name=name,
+        format="csv",
+        files={"train": "train.csv"},
+        original_filename=f"{name}.csv",
+        size_bytes=1,
+        content_hash="0" * 64,
+        columns=["text", "label"],
+        text_column="text",
+        label_column="label",
+        num_rows=2,
+        label_names=["a", "b"],
+        report={"errors": []},
+        preview=[],
+    )

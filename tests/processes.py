@@ -54,6 +54,27 @@ def worker_process(log_path: Path, *, queues: str = "cpu") -> Iterator[subproces
             stop_group(proc)
 
 
+@contextmanager
+def cli_process(
+    args: list[str], env: dict[str, str], log: Path, *, stop_timeout: float = 20
+) -> Iterator[subprocess.Popen[bytes]]:
+    """`tuneboard <args>` with `env`, its output appended to `log`, in a process group of its
+    own so that teardown reaches its children too."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            yield proc
+        finally:
+            stop_group(proc, timeout=stop_timeout)
+
+
 def stop_group(proc: subprocess.Popen[bytes], *, timeout: float = 20) -> None:
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)

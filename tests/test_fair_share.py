@@ -18,13 +18,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.accounts.models import User
 from app.config import get_settings
-from app.datasets.models import Dataset
 from app.db import get_sessionmaker
 from app.jobs import service as jobs
 from app.jobs.fair_share import claim_next
 from app.jobs.models import Job, JobStatus, Strategy
 from app.migrate import upgrade_head
-from tests.factories import labelled_texts, write_csv
+from tests.factories import dataset_row, labelled_texts, write_csv
 from tests.jobs_api import FINISHED, upload_csv
 from tests.processes import wait_for
 
@@ -42,21 +41,7 @@ def _users(session: Session, *names: str) -> list[int]:
 
 def _queue_jobs(session: Session, queue: str, owners: list[int]) -> list[int]:
     """One queued job per entry of `owners`, in that order, on a queue no worker consumes."""
-    dataset = Dataset(
-        name="fair",
-        format="csv",
-        files={"train": "train.csv"},
-        original_filename="fair.csv",
-        size_bytes=1,
-        content_hash="0" * 64,
-        columns=["text", "label"],
-        text_column="text",
-        label_column="label",
-        num_rows=2,
-        label_names=["a", "b"],
-        report={"errors": []},
-        preview=[],
-    )
+    dataset = dataset_row("fair")
     made = [
         Job(
             owner_id=owner,

@@ -31,7 +31,7 @@ import pytest
 from tests.accounts import PASSWORD, sign_in
 from tests.factories import labelled_texts, make_tiny_bert, write_csv
 from tests.jobs_api import CHECKED
-from tests.processes import ROOT, free_port, stop_group, wait_for
+from tests.processes import ROOT, cli_process, free_port, wait_for
 
 ADMIN_URL = os.environ.get(
     "TUNEBOARD_TEST_POSTGRES_ADMIN", "postgresql://postgres@127.0.0.1:5432/test"
@@ -129,30 +129,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
 
 
 @contextmanager
-def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", *args],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own group: teardown reaches its children too
-        )
-        try:
-            yield proc
-        finally:
-            stop_group(proc, timeout=15)
-
-
-@contextmanager
 def web(stack: dict[str, Any], log: Path) -> Iterator[httpx.Client]:
     port = free_port()
     args = ["serve", "--no-worker", "--port", str(port)]
     with (
-        process(args, stack["env"], log),
+        cli_process(args, stack["env"], log),
         # What checks uploads, beside the web server as in docker-compose.yml.
-        process(["worker", "--queues", "ingest"], stack["env"], log.with_suffix(".ingest.log")),
+        cli_process(["worker", "--queues", "ingest"], stack["env"], log.with_suffix(".ingest.log")),
         httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client,
     ):
         wait_for(lambda: _up(client), timeout=60, what="the web server")
@@ -168,7 +151,7 @@ def _up(client: httpx.Client) -> bool:
 
 
 def worker(stack: dict[str, Any], log: Path):  # noqa: ANN201 - a context manager
-    return process(["worker", "--queues", "cpu"], stack["env"], log)
+    return cli_process(["worker", "--queues", "cpu"], stack["env"], log)
 
 
 def upload(client: httpx.Client, tmp: Path, per_class: int) -> int:
@@ -285,7 +268,7 @@ def test_time_limit_stops_a_job_at_its_next_step(stack, tmp_path: Path) -> None:
     with web(stack, tmp_path / "web.log") as client:
         dataset = upload(client, tmp_path, 100)
         job_id = job(client, dataset, epochs=EPOCHS)
-        with process(["worker", "--queues", "cpu"], env, tmp_path / "worker.log"):
+        with cli_process(["worker", "--queues", "cpu"], env, tmp_path / "worker.log"):
             done = finished(client, job_id, timeout=120)
     assert done["status"] == "failed" and done["error"].startswith("time limit"), done
     started, ended = (done[k] for k in ("started_at", "finished_at"))
@@ -302,7 +285,7 @@ def test_auto_jobs_go_to_the_gpu_queue_only_while_a_gpu_worker_is_alive(stack, t
         assert cpu_job["queue"] == "cpu"  # no GPU worker has announced itself
         # A worker on the gpu queue (on this CPU-only machine it trains "auto" jobs on the
         # CPU, as a GPU worker whose GPU is busy elsewhere would not — routing is the point).
-        with process(["worker", "--queues", "gpu"], stack["env"], tmp_path / "gpu.log"):
+        with cli_process(["worker", "--queues", "gpu"], stack["env"], tmp_path / "gpu.log"):
             wait_for(
                 lambda: any(
                     w["queues"] == ["gpu"] for w in client.get("/api/v1/workers").json()["workers"]

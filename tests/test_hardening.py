@@ -132,6 +132,13 @@ def test_thirty_wrong_passwords_then_the_right_one_is_refused() -> None:
         )
         assert "too many failed sign-ins for this account" in page.text
         assert int(page.headers["retry-after"]) > 0
+        # The admin's reset lets the real user back in at once.
+        ensure_user("root", admin=True)
+        with TestClient(app) as admin:
+            sign_in(admin, "root")
+            target = ensure_user("target")
+            admin.post(f"/admin/users/{target.id}/password", data={"password": PASSWORD})
+        assert _login(attacker, "target", PASSWORD) == 303
     # Per address too: spraying one password over many accounts.
     with TestClient(app, client=("10.25.0.2", 5000)) as sprayer:
         codes = [_login(sprayer, f"someone{n}", "Summer2026!") for n in range(32)]

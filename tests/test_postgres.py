@@ -15,10 +15,10 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.datasets.models import Dataset
 from app.jobs import service as jobs
 from app.jobs.models import Job, JobStatus, Strategy
 from app.migrate import downgrade_base, upgrade_head
+from tests.factories import dataset_row
 
 PG_URL = os.environ.get(
     "TUNEBOARD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -43,21 +43,7 @@ def pg() -> Iterator[sessionmaker[Session]]:
 
 
 def _job(session: Session) -> Job:
-    dataset = Dataset(
-        name="pg",
-        format="csv",
-        files={"train": "train.csv"},
-        original_filename="a.csv",
-        size_bytes=1,
-        content_hash="0" * 64,
-        columns=["text", "label"],
-        text_column="text",
-        label_column="label",
-        num_rows=2,
-        label_names=["a", "b"],
-        report={"errors": []},
-        preview=[],
-    )
+    dataset = dataset_row("pg")
     job = Job(
         dataset=dataset, model="minilm-l6", strategy=Strategy.finetune_full, params={"epochs": 1}
     )

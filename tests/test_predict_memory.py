@@ -27,7 +27,7 @@ from PIL import Image, ImageDraw
 from app import queue as lanes
 from tests.accounts import PASSWORD, sign_in
 from tests.image_factories import colour_image, colour_zip, make_image_zip
-from tests.processes import ROOT, embedded_env, free_port, stop_group, wait_for
+from tests.processes import ROOT, cli_process, embedded_env, free_port, wait_for
 
 MB = 1024 * 1024
 HUGE = (6300, 6300)  # 39.7 million pixels: under the dataset cap, over the prediction cap
@@ -99,23 +99,6 @@ def _mb(figures: dict[str, int]) -> str:
 # --- our own stack ----------------------------------------------------------------------------
 
 
-@contextmanager
-def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", *args],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # its own group: teardown reaches its children too
-        )
-        try:
-            yield proc
-        finally:
-            stop_group(proc, timeout=20)
-
-
 def predict_lanes() -> list[str]:
     """The predict queue batch files go to (a lane of their own, where there is one)."""
     return [getattr(lanes, "PREDICT_BATCH_QUEUE", lanes.PREDICT_QUEUE)]
@@ -127,7 +110,7 @@ def predict_workers(home: Path, env: dict[str, str], name: str) -> Iterator[dict
         procs, logs = [], []
         for lane in predict_lanes():
             log = home / f"{name}-{lane}.log"
-            procs.append(stack.enter_context(process(["worker", f"--queues={lane}"], env, log)))
+            procs.append(stack.enter_context(cli_process(["worker", f"--queues={lane}"], env, log)))
             logs.append(log)
 
         def ready() -> bool:
@@ -168,14 +151,14 @@ def stack(
     args = ["serve", "--no-worker", "--port", str(port)]
     log = home / "workers.log"
     with (
-        process(args, env, home / "web.log") as web,
+        cli_process(args, env, home / "web.log") as web,
         httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client,
     ):
         wait_for(lambda: _up(client, web, home / "web.log"), timeout=90, what="the web server")
         sign_in(client, "ops")  # type: ignore[arg-type]  # httpx.Client is enough for it
         with ExitStack() as helpers:
             procs = [  # uploads may be checked by a worker of their own
-                helpers.enter_context(process(["worker", f"--queues={lane}"], env, log))
+                helpers.enter_context(cli_process(["worker", f"--queues={lane}"], env, log))
                 for lane in ("cpu", getattr(lanes, "INGEST_QUEUE", None))
                 if lane
             ]

@@ -111,6 +111,7 @@ def set_password(session: Session, user: User, new: str) -> None:
     user.password_hash = passwords.hash_password(new)
     session.commit()
     end_sessions(session, user)
+    throttle.succeeded(user.username)  # a locked-out user can sign in with the new one at once
 
 
 def list_users(session: Session) -> list[User]:
