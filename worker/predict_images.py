@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from app.datasets.image_reading import draft
-from app.datasets.images import ALLOWED_FORMATS, MAX_REASON_CHARS, ImageRejected
+from app.datasets.images import ALLOWED_FORMATS, ImageRejected, short_reason
 from worker.training.image_modeling import preprocess
 
 # Input values per forward pass: 32 images of 3×224×224, about 19 MB of float32.
@@ -53,7 +53,7 @@ def read_image(path: Path, preprocessing: dict[str, Any], max_pixels: int) -> to
                 f"prediction is {max_pixels:,} pixels, so scale it down"
             ) from None
         except Exception as exc:  # Pillow raises OSError, SyntaxError, struct.error, ...
-            raise ImageRejected(f"not a readable image: {_reason(exc, path)}") from exc
+            raise ImageRejected(f"not a readable image: {short_reason(exc, path)}") from exc
 
 
 def _tensor(image: Image.Image, preprocessing: dict[str, Any], max_pixels: int) -> torch.Tensor:
@@ -72,14 +72,6 @@ def _tensor(image: Image.Image, preprocessing: dict[str, Any], max_pixels: int) 
             )
     image.seek(0)  # the first frame of an animated GIF
     return preprocess(image, preprocessing)
-
-
-def _reason(exc: Exception, path: Path) -> str:
-    if isinstance(exc, UnidentifiedImageError):
-        return "the file is not in any image format Pillow recognises"
-    text = str(exc).replace(str(path), path.name).strip().splitlines()
-    reason = text[0] if text else type(exc).__name__
-    return reason if len(reason) <= MAX_REASON_CHARS else reason[: MAX_REASON_CHARS - 1] + "…"
 
 
 def batches(

@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import secrets
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 
 from argon2 import PasswordHasher
@@ -71,23 +73,24 @@ def verify(password_hash: str | None, password: str) -> bool:
         return False
     with _slot():
         try:
-            return bool(_hasher.verify(password_hash or _DUMMY_HASH, password)) and bool(
-                password_hash
-            )
+            _hasher.verify(password_hash or _DUMMY_HASH, password)
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
+    return password_hash is not None
 
 
 def needs_rehash(password_hash: str) -> bool:
     return _hasher.check_needs_rehash(password_hash)
 
 
-class _slot:  # noqa: N801 - used as a context manager
-    def __enter__(self) -> None:
-        if not _checks.acquire(timeout=WAIT_FOR_A_CHECK_SECONDS):
-            raise PasswordChecksBusy(
-                "the server is busy checking passwords; try again in a few seconds"
-            )
-
-    def __exit__(self, *_exc: object) -> None:
+@contextmanager
+def _slot() -> Iterator[None]:
+    """One of the few password-check slots, or PasswordChecksBusy after a short wait."""
+    if not _checks.acquire(timeout=WAIT_FOR_A_CHECK_SECONDS):
+        raise PasswordChecksBusy(
+            "the server is busy checking passwords; try again in a few seconds"
+        )
+    try:
+        yield
+    finally:
         _checks.release()

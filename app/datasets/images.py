@@ -82,7 +82,7 @@ def inspect_image(path: Path, max_pixels: int) -> tuple[int, int, str]:
                 f"{max_pixels:,} pixels, so scale it down"
             ) from None
         except Exception as exc:  # Pillow raises OSError, SyntaxError, struct.error, ...
-            raise ImageRejected(f"not a readable image: {_short_reason(exc, path)}") from exc
+            raise ImageRejected(f"not a readable image: {short_reason(exc, path)}") from exc
     return width, height, fmt
 
 
@@ -97,7 +97,8 @@ def _check_header(width: int, height: int, fmt: str, max_pixels: int) -> None:
         )
 
 
-def _short_reason(exc: Exception, path: Path) -> str:
+def short_reason(exc: Exception, path: Path) -> str:
+    """Pillow's error as one short line for a person, without server paths."""
     if isinstance(exc, UnidentifiedImageError):
         return "the file is not in any image format Pillow recognises"
     # Pillow's messages often quote the full server-side path; the user knows the file already.
@@ -152,7 +153,7 @@ def scan_class_folders(
             issues.append(FileIssue(path, str(exc)))
             continue
         except OSError as exc:  # vanished or unreadable between the two reads
-            issues.append(FileIssue(path, f"not a readable image: {_short_reason(exc, file)}"))
+            issues.append(FileIssue(path, f"not a readable image: {short_reason(exc, file)}"))
             continue
         # Deeper folders (cats/indoor/1.jpg) belong to their first-level class.
         images.append(ImageInfo(path, parts[0], digest, width, height, fmt))
