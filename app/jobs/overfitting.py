@@ -4,6 +4,11 @@ Two signs, either is enough:
 - validation loss rises for RISING_EPOCHS epochs in a row while training loss keeps falling;
 - validation loss exceeds training loss by more than GAP_RATIO times (and by GAP_MIN), i.e.
   the model fits its training rows far better than rows it has not seen.
+
+Neither applies to a frozen head's regularisation path (series with `head_l2`): its points
+are L2 strengths from strong to weak, not training time, and weaker L2 lowering training loss
+while raising validation loss is exactly what choosing the strength on validation guards
+against. Points at epoch 0 (lp_ft's fitted probe) come before training and are left out.
 """
 
 from __future__ import annotations
@@ -23,15 +28,19 @@ class OverfittingWarning:
 
 
 def train_loss_per_epoch(series: dict[str, dict[str, list[float]]]) -> dict[int, float]:
-    """Average the step-level training loss over each epoch (epoch e holds (e-1, e])."""
+    """Average the step-level training loss over each epoch (epoch e holds (e-1, e]); points
+    at epoch 0 or before are not training."""
     sums: dict[int, list[float]] = {}
     points = series.get("train_loss", {"epoch": [], "value": []})
     for epoch, value in zip(points["epoch"], points["value"], strict=True):
-        sums.setdefault(max(1, ceil(epoch - 1e-9)), []).append(value)
+        if epoch > 0:
+            sums.setdefault(max(1, ceil(epoch - 1e-9)), []).append(value)
     return {e: sum(v) / len(v) for e, v in sums.items()}
 
 
 def detect(series: dict[str, dict[str, list[float]]]) -> OverfittingWarning | None:
+    if "head_l2" in series:
+        return None
     val_points = series.get("val_loss", {"epoch": [], "value": []})
     val = {round(e): v for e, v in zip(val_points["epoch"], val_points["value"], strict=True)}
     train = train_loss_per_epoch(series)
