@@ -102,13 +102,32 @@ function alignSeries(series, names) {
 // Epoch ticks fall on whole epochs only.
 const EPOCH_STEPS = [1, 2, 5, 10, 20, 50, 100];
 
-function bestEpoch(series) {
-  // The loop keeps the first epoch with the highest validation macro-F1; mark the same one.
-  const f1 = series.val_macro_f1;
-  if (!f1 || !f1.value.length) return null;
+function firstBest(points, better) {
+  if (!points || !points.value.length) return null;
   let best = 0;
-  f1.value.forEach((v, i) => { if (v > f1.value[best]) best = i; });
-  return f1.epoch[best];
+  points.value.forEach((v, i) => { if (better(v, points.value[best])) best = i; });
+  return points.epoch[best];
+}
+
+function bestEpoch(series) {
+  // Mark the point the job keeps: the training loop's first epoch with the highest validation
+  // macro-F1, or on a frozen head's L2 path (series.head_l2) the first strength with the
+  // lowest validation loss.
+  if (series.head_l2) return firstBest(series.val_loss, (a, b) => a < b);
+  return firstBest(series.val_macro_f1, (a, b) => a > b);
+}
+
+function formatL2(v) {
+  // 0.01 → "1e-2", 0.00316 → "3e-3"; the path starts at 1.
+  return v >= 1 ? String(Math.round(v)) : v.toExponential(0).replace("e-0", "e-");
+}
+
+function l2Ticks(path) {
+  // x-axis labels of an L2 path: point i is the i-th strength tried, strongest first.
+  return (u, splits) => splits.map((x) => {
+    const i = path().epoch.indexOf(x);
+    return i < 0 ? "" : formatL2(path().value[i]);
+  });
 }
 
 function epochMarkers(marks) {
@@ -128,7 +147,7 @@ function epochMarkers(marks) {
     ctx.setLineDash([3, 4]);
     ctx.strokeStyle = "rgba(100, 116, 139, 0.45)";
     const every = Math.max(1, Math.ceil((max - min) / 20));
-    for (let e = Math.max(1, Math.ceil(min)); e <= max; e += every) line(u, ctx, e);
+    for (let e = Math.max(0, Math.ceil(min)); e <= max; e += every) line(u, ctx, e);
     ctx.setLineDash([]);
     ctx.font = `${Math.round(11 * devicePixelRatio)}px system-ui, sans-serif`;
     ctx.textBaseline = "top";
@@ -149,6 +168,7 @@ function setupCharts() {
   if (!box || typeof uPlot === "undefined") return;
   const plots = {};
   let marks = [];
+  let path = null; // series.head_l2 of a frozen head's L2 path, else null: x is epochs
   const width = () => Math.max(280, Math.min(box.clientWidth / (box.clientWidth > 800 ? 2 : 1) - 16, 640));
 
   function draw(series) {
@@ -160,10 +180,12 @@ function setupCharts() {
       plots[key] = new uPlot({
         title: spec.title, width: width(), height: 260,
         scales: { x: { time: false } },
-        axes: [{ label: "epoch", incrs: EPOCH_STEPS }, {}],
+        axes: [path
+          ? { label: "L2 strength of the head (strong → weak)", incrs: EPOCH_STEPS, values: l2Ticks(() => path) }
+          : { label: "epoch", incrs: EPOCH_STEPS }, {}],
         plugins: [epochMarkers(() => marks)],
         legend: { live: false },
-        series: [{ label: "epoch" }].concat(spec.series.map((s) => ({
+        series: [{ label: path ? "L2 strength" : "epoch" }].concat(spec.series.map((s) => ({
           label: s[1], stroke: s[2], width: 2, spanGaps: true, points: { show: true, size: 4 },
         }))),
       }, data, el);
@@ -178,7 +200,8 @@ function setupCharts() {
         const body = await res.json();
         const hasPoints = Object.keys(body.series).length > 0;
         document.getElementById("charts-empty").hidden = hasPoints;
-        marks = [{ epoch: bestEpoch(body.series), label: "best", color: "#16a34a" }];
+        path = body.series.head_l2 || null;
+        marks = [{ epoch: bestEpoch(body.series), label: path ? "chosen" : "best", color: "#16a34a" }];
         if (body.overfitting) marks.push({ epoch: body.overfitting.epoch, label: "overfitting", color: "#b45309" });
         if (hasPoints) draw(body.series);
         // How many points are drawn, for people's scripts and the browser tests.
@@ -208,6 +231,7 @@ function setupOverlay() {
     const metric = choice ? choice.value : "val_macro_f1";
     const series = {};
     bodies.forEach((b, i) => { if (b && b.series[metric]) series["job" + i] = b.series[metric]; });
+    flattenPaths(series);
     const hasPoints = Object.keys(series).length > 0;
     document.getElementById("overlay-empty").hidden = hasPoints;
     box.dataset.points = Object.values(series).reduce((n, s) => n + s.value.length, 0);
@@ -226,6 +250,25 @@ function setupOverlay() {
       }))),
     }, data, box.querySelector('[data-chart="overlay"]'));
     plot.metric = metric;
+  }
+
+  function flattenPaths(series) {
+    // A frozen head's points are L2 strengths, not epochs: draw its chosen value (at the
+    // lowest validation loss) as a flat line across the epochs the other runs span.
+    let from = 1;
+    let to = 1;
+    bodies.forEach((b, i) => {
+      if (!series["job" + i] || b.series.head_l2) return;
+      series["job" + i].epoch.forEach((e) => { from = Math.min(from, Math.floor(e)); to = Math.max(to, Math.ceil(e)); });
+    });
+    bodies.forEach((b, i) => {
+      const own = series["job" + i];
+      if (!own || !b.series.head_l2) return;
+      const at = own.epoch.indexOf(bestEpoch(b.series));
+      const flat = from < to ? [from, to] : [1];
+      if (at < 0) delete series["job" + i];
+      else series["job" + i] = { epoch: flat, value: flat.map(() => own.value[at]) };
+    });
   }
 
   async function poll() {
