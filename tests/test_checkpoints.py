@@ -45,7 +45,7 @@ def interrupted_then_resumed(spec: TrainSpec, stop_after_steps: int):
 @pytest.mark.parametrize("strategy", ["finetune_full", "lp_ft"])
 def test_a_resumed_text_run_ends_where_an_uninterrupted_one_does(tmp_path, tiny_bert, strategy):
     examples = synthetic_examples(90, seed=4)
-    params = {"epochs": 3, "probe_epochs": 2, "learning_rate": 1e-3, "batch_size": 8}
+    params = {"epochs": 3, "learning_rate": 1e-3, "batch_size": 8}
     whole = MemoryReporter()
     expected = run_training(
         make_spec(tmp_path / "a", tiny_bert, strategy, examples, **params), whole
@@ -53,7 +53,7 @@ def test_a_resumed_text_run_ends_where_an_uninterrupted_one_does(tmp_path, tiny_
 
     spec = make_spec(tmp_path / "b", tiny_bert, strategy, examples, **params)
     spec = replace(spec, checkpoint_every_seconds=0.0)
-    # 17 training steps in: mid-epoch 3 of lp_ft's second stage, mid-epoch 3 of full
+    # 17 training steps in: mid-epoch 2 (of 3) of lp_ft's fine-tuning and of full
     first, second, result = interrupted_then_resumed(spec, stop_after_steps=17)
     assert any("resumed from a checkpoint" in line for line in second.logs)
     assert result.metrics["test_accuracy"] == expected.metrics["test_accuracy"]

@@ -188,7 +188,7 @@ def test_unknown_architecture_is_refused_by_top_k_and_lora(tmp_path):
 
 @pytest.mark.parametrize(
     "bad",
-    [{"patience": 0}, {"top_k": 0}, {"lora_rank": 0}, {"lora_dropout": 1.0}, {"probe_epochs": 0}],
+    [{"patience": 0}, {"top_k": 0}, {"lora_rank": 0}, {"lora_dropout": 1.0}],
 )
 def test_bad_strategy_settings_fail_before_loading(tmp_path, bad):
     spec = make_spec(tmp_path, str(tmp_path / "no-model"), "lp_ft", synthetic_examples(30), **bad)
@@ -251,18 +251,20 @@ def check_validation_predictions(spec, metrics) -> list[dict]:
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_every_strategy_trains_tests_and_exports_a_plain_checkpoint(tmp_path, tiny_bert, strategy):
     examples = synthetic_examples(150, seed=3)
-    epochs = {"transfer_frozen": 10, "lp_ft": 2}.get(strategy, 3)
+    epochs = {"lp_ft": 2}.get(strategy, 3)
     # Rates for a 32-wide model and a few dozen steps; the defaults suit real models.
     rate = {"transfer_frozen": None, "finetune_lora": 5e-3}.get(strategy, 1e-3)
-    spec = make_spec(
-        tmp_path, tiny_bert, strategy, examples, epochs=epochs, probe_epochs=3, learning_rate=rate
-    )
+    spec = make_spec(tmp_path, tiny_bert, strategy, examples, epochs=epochs, learning_rate=rate)
     reporter = MemoryReporter()
     m = run_training(spec, reporter).metrics
 
     assert m.keys() >= METRIC_KEYS | NEW_METRIC_KEYS
     assert json.loads(json.dumps(m)) == m
-    assert m["stopped_early"] is False and m["epochs_run"] == epochs + 3 * (strategy == "lp_ft")
+    assert m["stopped_early"] is False
+    if strategy == "transfer_frozen":  # one point per L2 strength tried (head_fit.py)
+        assert m["epochs_run"] == len(m["head_search"]) and m["head_l2"] > 0
+    else:
+        assert m["epochs_run"] == epochs
     assert m["test_accuracy"] >= 0.6, m
     clf = loaded(tiny_bert, spec)
     model = clf.model
@@ -350,41 +352,37 @@ def test_early_stopping_stops_after_patience_epochs_without_gain(tmp_path, tiny_
 # ---------------------------------------------------------------- LP-FT
 
 
-def test_lp_ft_probes_on_the_cached_features_then_fine_tunes_on_one_axis(tmp_path, tiny_bert):
+def test_lp_ft_fits_the_frozen_head_then_fine_tunes_from_epoch_zero(tmp_path, tiny_bert):
     examples = synthetic_examples(150, seed=5)
-    frozen = make_spec(tmp_path, tiny_bert, "transfer_frozen", examples, epochs=4)
-    frozen_reporter = MemoryReporter()
-    frozen_metrics = run_training(frozen, frozen_reporter).metrics
+    frozen = make_spec(tmp_path, tiny_bert, "transfer_frozen", examples)
+    frozen_metrics = run_training(frozen, MemoryReporter()).metrics
     assert frozen_metrics["feature_cache_hit"] is False
 
-    spec = make_spec(tmp_path, tiny_bert, "lp_ft", examples, epochs=3, probe_epochs=4)
+    spec = make_spec(tmp_path, tiny_bert, "lp_ft", examples, epochs=3)
     reporter = MemoryReporter()
     m = run_training(spec, reporter).metrics
 
     assert m["feature_cache_hit"] is True  # the transfer_frozen job's features
     assert len(list(spec.cache_dir.iterdir())) == 1
     assert m["trainable_params"] == m["total_params"]
-    assert m["probe_epochs_run"] == 4 and m["epochs_run"] == 7
-    # Stage 1 is exactly transfer_frozen: the same head on the same features, same scores.
-    series = val_series(reporter)
-    assert series[:4] == val_series(frozen_reporter)
+    # Stage 1 is exactly transfer_frozen's fit: the same head on the same features.
+    assert m["probe_l2"] == frozen_metrics["head_l2"]
+    assert m["probe_search"] == frozen_metrics["head_search"]
     assert m["probe_val_macro_f1"] == frozen_metrics["val_macro_f1"]
-    # One continuous x axis: epochs 1..7, steps and train-loss epochs always increasing.
-    assert [e for e, _ in series] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]
+    # The probe is epoch 0 of one x axis; fine-tuning epochs 1..3 follow.
+    series = val_series(reporter)
+    assert [e for e, _ in series] == [0.0, 1.0, 2.0, 3.0] and m["epochs_run"] == 3
+    assert series[0][1] == frozen_metrics["val_macro_f1"]
     steps_per_epoch = -(-len(spec.train_idx) // 16)
     progress = [(phase, s, total) for phase, s, total in reporter.progress_events]
-    probe_steps = [s for phase, s, _ in progress if phase == "probe"]
     train_steps = [s for phase, s, _ in progress if phase == "training"]
-    assert probe_steps == list(range(1, 4 * steps_per_epoch + 1))
-    assert train_steps == list(range(4 * steps_per_epoch + 1, 7 * steps_per_epoch + 1))
-    assert {total for phase, _, total in progress if phase in ("probe", "training")} == {
-        7 * steps_per_epoch
-    }
+    assert train_steps == list(range(1, 3 * steps_per_epoch + 1))
+    assert {phase for phase, _, _ in progress} >= {"probe", "training"}  # features: cached
     loss_epochs = [e for _, e, v in reporter.metric_events if "train_loss" in v]
-    assert loss_epochs == sorted(loss_epochs) and loss_epochs[-1] == 7.0
+    assert loss_epochs == sorted(loss_epochs) and loss_epochs[-1] == 3.0
     stage_logs = [line for line in reporter.logs if line.startswith("stage ")]
     assert [line[:9] for line in stage_logs] == ["stage 1/2", "stage 2/2"]
-    assert 1 <= m["best_epoch"] <= 7
+    assert 0 <= m["best_epoch"] <= 3
     assert m["val_macro_f1"] >= m["probe_val_macro_f1"]  # the probe's best stands until beaten
     args = json.loads(
         (
@@ -392,7 +390,7 @@ def test_lp_ft_probes_on_the_cached_features_then_fine_tunes_on_one_axis(tmp_pat
         ).read_text()
     )
     assert args["params"]["learning_rate"] == 5e-5
-    assert args["params"]["probe_learning_rate"] == 1e-3
+    assert args["params"]["probe_l2"] == m["probe_l2"]
 
 
 # ---------------------------------------------------------------- the quick probe
@@ -402,7 +400,7 @@ def test_probe_score_fills_the_cache_the_next_job_uses(tmp_path, tiny_bert):
     examples = synthetic_examples(150, seed=7)
     spec = make_spec(tmp_path, tiny_bert, "auto", examples)
     reporter = MemoryReporter()
-    score = probe_score(spec, reporter, epochs=5)
+    score = probe_score(spec, reporter)
     assert 0.0 <= score <= 1.0 and score > 0.5
     assert reporter.metric_events == []  # the probe's curves are not the job's
     assert {phase for phase, _, _ in reporter.progress_events} == {"features", "probe"}

@@ -27,7 +27,7 @@ def test_comparison_of_all_strategies_completes(
         json={
             "dataset_id": dataset_id,
             "model": tiny_model_id,
-            "params": {"epochs": 3, "batch_size": 8, "probe_epochs": 3, "max_length": 48},
+            "params": {"epochs": 3, "batch_size": 8, "max_length": 48},
         },
     )
     assert response.status_code == 201, response.text

@@ -135,7 +135,8 @@ def _spec(job, data, entry, model_path, strategy, params, device):  # noqa: ANN0
     from worker.training.spec import ImageExamples, TextExamples, TrainParams, TrainSpec
 
     settings = get_settings()
-    params = {k: v for k, v in params.items() if k != "time_limit_minutes"}  # the worker's
+    # Unset settings take TrainParams' defaults; the time limit is the worker's own.
+    params = {k: v for k, v in params.items() if k != "time_limit_minutes" and v is not None}
     if params.get("lora_target_modules") is not None:
         params = {**params, "lora_target_modules": tuple(params["lora_target_modules"])}
     examples = (

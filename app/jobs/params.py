@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.jobs.strategies import DEFAULT_EPOCHS, DEFAULT_PATIENCE, Strategy
+from app.jobs.strategies import DEFAULT_EPOCHS, Strategy
 
 
 class JobParams(BaseModel):
@@ -15,7 +15,13 @@ class JobParams(BaseModel):
     # NaN and infinities are never a setting (and JSON cannot carry them back in an answer).
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    epochs: int | None = Field(None, ge=1, le=200, description="Default depends on the strategy")
+    epochs: int | None = Field(
+        None,
+        ge=1,
+        le=200,
+        description="Default per strategy; frozen features fit their head to convergence "
+        "and use no epochs, learning rate, patience, warmup or weight decay",
+    )
     batch_size: int = Field(16, ge=1, le=1024)
     learning_rate: float | None = Field(None, gt=0, le=1, description="Default per strategy")
     max_length: int = Field(128, ge=8, le=512, description="Tokens per example")
@@ -27,7 +33,7 @@ class JobParams(BaseModel):
         ge=1,
         le=200,
         description="Early stopping: epochs without a better validation "
-        "macro-F1 before stopping (default 5 for frozen features, otherwise off)",
+        "macro-F1 before stopping (default off)",
     )
     top_k: int | None = Field(None, ge=1, le=96, description="transfer_top_k: layers to train")
     lora_rank: int = Field(8, ge=1, le=256)
@@ -36,7 +42,6 @@ class JobParams(BaseModel):
     lora_target_modules: list[str] | None = Field(
         None, max_length=16, description="Module names to adapt; default per architecture"
     )
-    probe_epochs: int = Field(10, ge=1, le=200, description="lp_ft: linear-probe epochs")
     time_limit_minutes: int | None = Field(
         None,
         ge=1,
@@ -55,10 +60,6 @@ class JobParams(BaseModel):
 def resolve_params(params: dict[str, Any], strategy: Strategy) -> dict[str, Any]:
     """Fill the per-strategy defaults; auto jobs keep theirs open until the strategy is known."""
     values = dict(params)
-    if strategy is Strategy.auto:
-        return values
-    if values.get("epochs") is None:
+    if strategy in DEFAULT_EPOCHS and values.get("epochs") is None:
         values["epochs"] = DEFAULT_EPOCHS[strategy]
-    if values.get("patience") is None:
-        values["patience"] = DEFAULT_PATIENCE.get(strategy)
     return values

@@ -33,8 +33,8 @@ TITLES = {
     Strategy.auto: "Auto — recommend one for this data",
 }
 HELP = {
-    Strategy.transfer_frozen: "The backbone runs once per example and is cached; only a new "
-    "head trains. Seconds to minutes; the strong baseline for small data.",
+    Strategy.transfer_frozen: "The backbone runs once per example and is cached; a new head "
+    "is fitted on it to convergence. Seconds to minutes; the strong baseline to run first.",
     Strategy.transfer_top_k: "Embeddings and lower layers stay frozen; the top k layers and the "
     "head train. Cheaper than full fine-tuning, adapts the features that matter most.",
     Strategy.finetune_full: "Every weight trains. Slowest; usually the most accurate with "
@@ -47,13 +47,11 @@ HELP = {
     "the device and a quick probe, and says why.",
 }
 
-# Epochs when the user sets none: a head on cached features is nearly free per epoch.
+# Epochs when the user sets none. Frozen features have none: their head is fitted to
+# convergence (worker/training/head_fit.py), so epochs and patience do not apply to them.
 DEFAULT_EPOCHS = {
-    Strategy.transfer_frozen: 20,
     Strategy.transfer_top_k: 4,
     Strategy.finetune_full: 3,
     Strategy.finetune_lora: 5,
     Strategy.lp_ft: 3,
 }
-# Early-stopping patience when the user sets none; only the long head-only runs need it.
-DEFAULT_PATIENCE: dict[Strategy, int | None] = {Strategy.transfer_frozen: 5}

@@ -41,7 +41,6 @@ PARAM_FIELDS = (
     "top_k",
     "lora_rank",
     "lora_alpha",
-    "probe_epochs",
     "augment",
 )
 
@@ -117,7 +116,7 @@ FIELD_LABELS = {
     "epochs": "Epochs", "batch_size": "Batch size", "learning_rate": "Learning rate",
     "max_length": "Max tokens per text", "seed": "Seed", "patience": "Early-stopping patience",
     "top_k": "Top k layers to train", "lora_rank": "LoRA rank", "lora_alpha": "LoRA alpha",
-    "lora_target_modules": "LoRA target modules", "probe_epochs": "LP-FT probe epochs",
+    "lora_target_modules": "LoRA target modules",
     "augment": "Augment training images", "time_limit_minutes": "Time limit",
 }  # fmt: skip
 

@@ -25,7 +25,7 @@ from typing import Any
 from torch import nn
 
 from worker.training.classifier import Classifier
-from worker.training.spec import LP_FT, PROBE_LEARNING_RATE, TrainSpec
+from worker.training.spec import TRANSFER_FROZEN, TrainSpec
 
 # Weights barely compress; deflating them would only cost time.
 STORED_SUFFIXES = (".safetensors", ".bin")
@@ -43,11 +43,20 @@ def write_json(path: Path, value: Any) -> None:
             os.unlink(tmp)
 
 
-def training_args(spec: TrainSpec, learning_rate: float) -> dict[str, Any]:
+# What a head fitted to convergence (frozen features) never reads.
+STEPPING_ONLY = ("epochs", "learning_rate", "warmup_ratio", "patience", "weight_decay")
+
+
+def training_args(
+    spec: TrainSpec, learning_rate: float | None, metrics: dict[str, Any]
+) -> dict[str, Any]:
     """The settings that produced the weights, saved next to them (nanoGPT-style)."""
     params: dict[str, Any] = {**asdict(spec.params), "learning_rate": learning_rate}
-    if spec.strategy == LP_FT:
-        params["probe_learning_rate"] = PROBE_LEARNING_RATE
+    if spec.strategy == TRANSFER_FROZEN:
+        params = {k: v for k, v in params.items() if k not in STEPPING_ONLY}
+    for stage in ("head", "probe"):  # the L2 strength chosen on validation (head_fit.py)
+        if f"{stage}_l2" in metrics:
+            params[f"{stage}_l2"] = metrics[f"{stage}_l2"]
     return {
         "job_id": spec.job_id,
         "model_id": spec.model_id,
@@ -64,13 +73,23 @@ def training_args(spec: TrainSpec, learning_rate: float) -> dict[str, Any]:
     }
 
 
+def how_trained(metrics: dict[str, Any]) -> str:
+    """The card's line on how the kept weights were chosen."""
+    if "head_l2" in metrics:
+        return (
+            f"| head | fitted to convergence (full-batch L-BFGS), L2 {metrics['head_l2']:.0e} "
+            f"chosen on validation loss among {metrics['epochs_run']} strengths |"
+        )
+    return f"| best epoch | {metrics['best_epoch']} of {metrics['epochs_run']} run |"
+
+
 def model_card(spec: TrainSpec, args: dict[str, Any], metrics: dict[str, Any], snippet: str) -> str:
     score_rows = [
         ("test accuracy", metrics["test_accuracy"]),
         ("test macro-F1", metrics["test_macro_f1"]),
         ("test loss", metrics["test_loss"]),
-        ("validation accuracy (best epoch)", metrics["val_accuracy"]),
-        ("validation macro-F1 (best epoch)", metrics["val_macro_f1"]),
+        ("validation accuracy (the kept weights)", metrics["val_accuracy"]),
+        ("validation macro-F1 (the kept weights)", metrics["val_macro_f1"]),
     ]
     class_rows = [
         f"| {name} | {c['precision']:.4f} | {c['recall']:.4f} | {c['f1']:.4f} | {c['support']} |"
@@ -98,7 +117,7 @@ From the folder this card is in:
 | metric | value |
 |---|---|
 {chr(10).join(f"| {name} | {value:.4f} |" for name, value in score_rows)}
-| best epoch | {metrics["best_epoch"]} of {metrics["epochs_run"]} run |
+{how_trained(metrics)}
 | trainable parameters | {metrics["trainable_params"]:,} |
 | total parameters | {metrics["total_params"]:,} |
 
@@ -120,7 +139,7 @@ def export_model(
     model: nn.Module,
     *,
     metrics: dict[str, Any],
-    learning_rate: float,
+    learning_rate: float | None,
 ) -> Path:
     """Write `output_dir/export/`, zip it, publish `output_dir/export.zip`; return that path."""
     folder = spec.output_dir / "export"
@@ -128,7 +147,7 @@ def export_model(
         shutil.rmtree(folder)
     model_dir = folder / "model"
     clf.save(model, model_dir)
-    args = training_args(spec, learning_rate)
+    args = training_args(spec, learning_rate, metrics)
     (model_dir / "training_args.json").write_text(json.dumps(args, indent=2) + "\n")
     (folder / "README.md").write_text(model_card(spec, args, metrics, clf.loading_snippet()))
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")

@@ -1,7 +1,7 @@
-"""A quick linear probe: how far frozen features alone get on this data.
+"""A quick probe: how far frozen features alone get on this data.
 
 The "auto" rule asks it when the data size leaves the choice open: a high score says a head
-on frozen features is enough, a low one that the backbone has to adapt. It trains exactly
+on frozen features is enough, a low one that the backbone has to adapt. It fits exactly
 transfer_frozen's head on exactly its feature cache, so a transfer_frozen or lp_ft job that
 follows finds the features on disk and pays nothing for them again.
 """
@@ -10,13 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-import numpy as np
-
 from worker.training.classifier import load_classifier
-from worker.training.loop import fit
+from worker.training.head_fit import fit_stage
 from worker.training.reporting import Reporter
 from worker.training.run import resolve_device, seed_everything
-from worker.training.spec import PROBE_LEARNING_RATE, TRANSFER_FROZEN, TrainSpec
+from worker.training.spec import TRANSFER_FROZEN, TrainSpec
 from worker.training.strategies import head_on_features
 
 
@@ -44,32 +42,18 @@ class _WithoutMetrics:
         return  # the probe never resumes
 
 
-def probe_score(spec: TrainSpec, reporter: Reporter, *, epochs: int = 10) -> float:
-    """Best validation macro-F1 of the model's head trained for `epochs` on frozen features.
-    Nothing is exported and nothing is written outside the feature cache."""
-    spec = replace(
-        spec,
-        strategy=TRANSFER_FROZEN,  # the caller's may still be "auto"
-        params=replace(spec.params, epochs=epochs, patience=None),
-    )
+def probe_score(spec: TrainSpec, reporter: Reporter) -> float:
+    """Validation macro-F1 of the model's head fitted on frozen features (head_fit.py), at
+    the L2 strength chosen on validation. Nothing is exported and nothing is written
+    outside the feature cache."""
+    spec = replace(spec, strategy=TRANSFER_FROZEN)  # the caller's may still be "auto"
     spec.check()
     reporter = _WithoutMetrics(reporter)
     device = resolve_device(spec.device)
     seed_everything(spec.params.seed)
     clf = load_classifier(spec, device)
     stage = head_on_features(spec, clf, device, reporter)
-    outcome = fit(
-        stage.trained,
-        stage.forward,
-        stage.source,
-        np.asarray(spec.examples.labels, dtype=np.int64),
-        train_idx=spec.train_idx,
-        validation_idx=spec.validation_idx,
-        params=spec.params,
-        learning_rate=PROBE_LEARNING_RATE,
-        device=device,
-        reporter=reporter,
-    )
-    score = outcome.best_validation["macro_f1"]
+    fitted = fit_stage(stage, spec, device, reporter, phase="probe", report_path=False)
+    score = fitted.outcome.best_validation["macro_f1"]
     reporter.log(f"probe: frozen-features head reaches val_macro_f1 {score:.4f}")
     return score

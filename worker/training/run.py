@@ -2,13 +2,15 @@
 
 load the classifier (classifier.py: model + how rows become inputs) → the strategy's stage
 (strategies.py):
-  transfer_frozen: backbone features (cached on disk) → train the model's own head on them
+  transfer_frozen: backbone features (cached on disk) → the model's own head on them, fitted
+                   to convergence with an L2 strength chosen on validation (head_fit.py)
   transfer_top_k:  train the top k blocks + head
   finetune_full:   train every parameter (text: length-grouped, dynamically padded batches;
                    images: random resized crops and flips unless turned off)
   finetune_lora:   train LoRA adapters + head; the export has the adapters merged in
-  lp_ft:           transfer_frozen's head stage, then every parameter from that head
-→ keep the best validation epoch → validation predictions → test → export.zip
+  lp_ft:           transfer_frozen's fitted head, then every parameter from that head
+→ keep the best validation epoch (frozen: the chosen L2) → validation predictions → test
+→ export.zip
 """
 
 from __future__ import annotations
@@ -27,14 +29,13 @@ from worker.training import checkpoint
 from worker.training.classifier import count_params, load_classifier
 from worker.training.evaluation import full_report, predict_logits, validation_predictions
 from worker.training.export import export_model, write_json
+from worker.training.head_fit import fit_stage
 from worker.training.loop import Checkpoints, FitOutcome, fit, outcome_from
 from worker.training.reporting import Reporter
 from worker.training.spec import (
     LP_FT,
-    PROBE_LEARNING_RATE,
     TRANSFER_FROZEN,
     ImageExamples,
-    TrainParams,
     TrainSpec,
 )
 from worker.training.strategies import PREPARE, Stage, all_layers, head_on_features
@@ -60,7 +61,12 @@ def run_training(spec: TrainSpec, reporter: Reporter) -> TrainResult:
     spec.output_dir.mkdir(parents=True, exist_ok=True)
     params = spec.params
     images = isinstance(spec.examples, ImageExamples)
-    learning_rate = params.learning_rate_for(spec.strategy, images=images)
+    # None for frozen features, whose head is fitted rather than stepped (head_fit.py).
+    learning_rate = (
+        None
+        if spec.strategy == TRANSFER_FROZEN
+        else params.learning_rate_for(spec.strategy, images=images)
+    )
     labels = np.asarray(spec.examples.labels, dtype=np.int64)
     reporter.log(f"job {spec.job_id}: {spec.strategy} on {spec.model_id}, device {device}")
 
@@ -88,65 +94,59 @@ def run_training(spec: TrainSpec, reporter: Reporter) -> TrainResult:
     def resume_for(stage: str) -> dict[str, Any] | None:
         return state if state is not None and state["meta"]["stage"] == stage else None
 
-    def train(stage: Stage, stage_params: TrainParams, rate: float, **more: Any) -> FitOutcome:
-        return fit(
+    def fitted_head(head: Stage, *, prefix: str, **more: Any) -> FitOutcome:
+        """The head on cached features, fitted to convergence (head_fit.py)."""
+        fitted = fit_stage(head, spec, device, reporter, **more)
+        head.info.update(fitted.info(prefix))
+        return fitted.outcome
+
+    probe: FitOutcome | None = None
+    if spec.strategy == LP_FT:
+        # Stage 1 is exactly transfer_frozen's (same feature cache and fit); stage 2 then
+        # starts from a trained head, so its first updates do not wreck the pretrained
+        # features. The probe is drawn at epoch 0, where the fine-tuning curves start from.
+        reporter.log("stage 1/2: a head fitted on frozen features")
+        head = head_on_features(spec, clf, device, reporter)
+        if resume_for("training") is not None:  # the probe finished before the checkpoint
+            probe = outcome_from(resume_for("training") or {})
+            assert probe is not None
+        else:
+            probe = fitted_head(head, prefix="probe", phase="probe", report_path=False)
+            _report_probe(reporter, probe)
+            probe = replace(probe, best_epoch=0, epochs_run=0, steps=0)
+        reporter.log(
+            f"stage 2/2: fine-tuning every layer from the fitted head, {params.epochs} epochs"
+        )
+        stage = all_layers(spec, clf, device, reporter)
+        stage.info.update(head.info, probe_val_macro_f1=probe.best_validation["macro_f1"])
+    else:
+        stage = PREPARE[spec.strategy](spec, clf, device, reporter)
+
+    trainable_params, total_params = count_params(stage.trained)
+    reporter.log(f"training {trainable_params:,} of {total_params:,} parameters")
+    if spec.strategy == TRANSFER_FROZEN:
+        reporter.log(
+            "frozen features: the head is fitted to convergence (L-BFGS, L2 chosen on "
+            "validation); epochs, learning rate, patience and warmup do not apply"
+        )
+        outcome = fitted_head(stage, prefix="head")
+    else:
+        assert learning_rate is not None
+        outcome = fit(
             stage.trained,
             stage.forward,
             stage.source,
             labels,
             train_idx=spec.train_idx,
             validation_idx=spec.validation_idx,
-            params=stage_params,
-            learning_rate=rate,
+            params=params,
+            learning_rate=learning_rate,
             device=device,
             reporter=reporter,
-            **more,
+            after=probe,
+            checkpoints=checkpoints("training"),
+            resume=resume_for("training"),
         )
-
-    probe: FitOutcome | None = None
-    if spec.strategy == LP_FT:
-        # Stage 1 is exactly transfer_frozen's (same feature cache); stage 2 then starts
-        # from a trained head, so its first updates do not wreck the pretrained features.
-        # The probe always runs its epochs: they cost next to nothing.
-        reporter.log(f"stage 1/2: linear probe on frozen features, {params.probe_epochs} epochs")
-        head = head_on_features(spec, clf, device, reporter)
-        probe_params = replace(params, epochs=params.probe_epochs, patience=None)
-        if resume_for("training") is not None:  # the probe finished before the checkpoint
-            probe = outcome_from(resume_for("training") or {})
-            assert probe is not None
-        else:
-            probe = train(
-                head,
-                probe_params,
-                PROBE_LEARNING_RATE,
-                epochs_after=params.epochs,
-                phase="probe",
-                checkpoints=checkpoints("probe"),
-                resume=resume_for("probe"),
-            )
-        reporter.log(
-            f"stage 2/2: fine-tuning every layer from the trained head, {params.epochs} epochs"
-        )
-        stage = all_layers(spec, clf, device, reporter)
-        stage.info.update(
-            head.info,
-            probe_epochs_run=probe.epochs_run,
-            probe_val_macro_f1=probe.best_validation["macro_f1"],
-            probe_seconds=round(probe.seconds, 3),
-        )
-    else:
-        stage = PREPARE[spec.strategy](spec, clf, device, reporter)
-
-    trainable_params, total_params = count_params(stage.trained)
-    reporter.log(f"training {trainable_params:,} of {total_params:,} parameters")
-    outcome = train(
-        stage,
-        params,
-        learning_rate,
-        after=probe,
-        checkpoints=checkpoints("training"),
-        resume=resume_for("training"),
-    )
 
     # The model now holds the best epoch's weights, whose validation logits fit kept.
     stage.trained.eval()
@@ -170,7 +170,6 @@ def run_training(spec: TrainSpec, reporter: Reporter) -> TrainResult:
     test = full_report(test_logits, labels[np.asarray(spec.test_idx)], spec.label_names)
     seconds = outcome.train_seconds
     if spec.strategy == TRANSFER_FROZEN:
-        stage.info["head_seconds"] = round(outcome.seconds, 3)
         # Examples/s of the whole adaptation: the features pass is its real cost.
         seconds += stage.info["feature_seconds"]
     # lp_ft: the fine-tuning stage's steps alone, comparable with finetune_full; what its
@@ -208,6 +207,12 @@ def run_training(spec: TrainSpec, reporter: Reporter) -> TrainResult:
     reporter.progress(step=1, total_steps=1, phase="exporting")
     checkpoint.remove(spec.output_dir)  # published: nothing left to resume
     return TrainResult(metrics=metrics, export_path=export_path)
+
+
+def _report_probe(reporter: Reporter, probe: FitOutcome) -> None:
+    """lp_ft's fitted probe as the curves' epoch 0: where fine-tuning starts from."""
+    values = {f"val_{k}": v for k, v in probe.best_validation.items()}
+    reporter.metrics(step=0, epoch=0.0, values=values)
 
 
 def resolve_device(name: str) -> torch.device:

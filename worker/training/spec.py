@@ -18,19 +18,17 @@ FINETUNE_LORA = "finetune_lora"  # low-rank adapters (PEFT) + head; exported mer
 LP_FT = "lp_ft"  # linear probe on cached features, then every parameter from that head
 STRATEGIES = (TRANSFER_FROZEN, TRANSFER_TOP_K, FINETUNE_FULL, FINETUNE_LORA, LP_FT)
 
-# A new head on frozen features can take big steps; updating pretrained weights cannot
-# without wrecking them, hence two orders of magnitude between those two. Training only the
+# Steps that update pretrained weights must be small, or they wreck them. Training only the
 # top blocks disturbs less, so it can go a little faster; LoRA's adapters start at zero and
 # are scaled by alpha/rank, so they need a larger rate to move at all. For lp_ft the rate is
-# the fine-tuning stage's; its probe stage uses PROBE_LEARNING_RATE.
+# the fine-tuning stage's. Frozen features (and lp_ft's probe) have no rate: their head is
+# fitted to convergence (head_fit.py).
 DEFAULT_LEARNING_RATES = {
-    TRANSFER_FROZEN: 1e-3,
     TRANSFER_TOP_K: 1e-4,
     FINETUNE_FULL: 5e-5,
     FINETUNE_LORA: 5e-4,
     LP_FT: 5e-5,
 }
-PROBE_LEARNING_RATE = DEFAULT_LEARNING_RATES[TRANSFER_FROZEN]
 # ImageNet CNNs take larger fine-tuning steps than transformers: one to three epochs of full
 # fine-tuning of EfficientNet-Lite0 on 500 MNIST digits reached 0.92 test accuracy at 5e-5,
 # 0.94 at 3e-4 and 0.90 at 1e-3 (3 epochs; batch-norm statistics kept, see loop.py).
@@ -87,6 +85,7 @@ class TrainParams:
     warmup_ratio: float = 0.06
     # Early stopping on validation macro-F1: stop after this many epochs without a better
     # one (None: run every epoch). The best epoch is what gets tested and exported either way.
+    # Epochs, learning rate, warmup and patience do not apply to frozen features.
     patience: int | None = None
     top_k: int | None = None  # transfer_top_k: blocks that train; None: a third of them (≥ 1)
     lora_rank: int = 8
@@ -94,7 +93,6 @@ class TrainParams:
     lora_dropout: float = 0.1
     # None: the architecture's attention query/value projections (text_model.LAYOUTS)
     lora_target_modules: tuple[str, ...] | None = None
-    probe_epochs: int = 10  # lp_ft: epochs of the linear-probe stage
     # Images: random resized crops and flips of the training rows. None: on wherever the
     # backbone trains, off for a head on cached features (a fresh crop every epoch would need
     # a fresh forward pass, which is what the cache exists to avoid).
@@ -169,5 +167,3 @@ class TrainSpec:
             raise ValueError("lora_rank and lora_alpha must be ≥ 1, lora_dropout in [0, 1)")
         if p.lora_target_modules is not None and not p.lora_target_modules:
             raise ValueError("lora_target_modules is empty; leave it unset for the default")
-        if p.probe_epochs < 1:
-            raise ValueError("probe_epochs must be ≥ 1")
