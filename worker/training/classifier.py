@@ -3,8 +3,11 @@
 A `Classifier` is a pretrained backbone with a new head sized for the job's labels, plus the
 few facts the strategies in strategies.py depend on: how rows become model inputs, which
 modules form the head and what vector it reads (frozen features), where the stack of blocks
-is (top-k), which layers LoRA adapts, and how the result is saved. Three kinds implement it:
-  text_model.TextClassifier         Hugging Face text encoders (BERT family)
+is (top-k), which layers LoRA adapts, and how the result is saved. Four kinds implement it:
+  sentence_model.SentenceClassifier text models that declare a sentence-transformers pooling
+                                    (modules.json): a head on that pooled embedding
+  text_model.TextClassifier         other Hugging Face text encoders (BERT family): a
+                                    sequence-classification head on [CLS]
   image_model.PlainImageClassifier  packaged plain-PyTorch ImageNet CNNs (image_modeling.py)
   image_model.HubImageClassifier    Hugging Face image models (ViT, ResNet, ConvNeXt)
 `load_classifier` picks one from the spec.
@@ -83,8 +86,12 @@ def load_classifier(spec: TrainSpec, device: torch.device) -> Classifier:
         from worker.training.image_model import load_image_classifier
 
         return load_image_classifier(spec, device)
+    from worker.training.sentence_model import SentenceClassifier, declared_pipeline
     from worker.training.text_model import TextClassifier
 
+    # A model trained for its declared embedding is classified on that embedding.
+    if declared_pipeline(spec.model_path) is not None:
+        return SentenceClassifier.load(spec, device)
     return TextClassifier.load(spec, device)
 
 

@@ -5,6 +5,8 @@ It reads the very folder a user downloads (export/model), through the loaders th
 shows, so the playground answers exactly as the download will:
   config.json with "architecture"   a packaged CNN: image_modeling.load_model
   preprocessor_config.json          a Hugging Face image model
+  modules.json                      a sentence-transformers model whose last module (a
+                                    Dense layer) is the classifier: encode() gives logits
   otherwise                         a Hugging Face text classifier with its tokenizer
 """
 
@@ -71,6 +73,36 @@ class TextPredictor(Predictor):
         return out
 
 
+class SentencePredictor(Predictor):
+    """A sentence-transformers export (sentence_model.py): `encode` returns the logits, and
+    it truncates at the job's max_length, saved as the model's max_seq_length."""
+
+    kind = "text"
+
+    def __init__(self, folder: Path) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        self.model = SentenceTransformer(
+            str(folder),
+            device="cpu",
+            trust_remote_code=False,
+            local_files_only=True,
+            model_kwargs={"use_safetensors": True},
+        )
+        id2label = json.loads((folder / "config.json").read_text())["id2label"]
+        self.labels = [id2label[str(i)] for i in range(len(id2label))]
+
+    def texts(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> list[list[float]]:
+        if not texts:
+            return []
+        inputs: list[Any] = list(texts) if pairs is None else list(zip(texts, pairs, strict=True))
+        with torch.inference_mode():
+            logits = self.model.encode(
+                inputs, convert_to_tensor=True, batch_size=BATCH_SIZE, show_progress_bar=False
+            )
+        return list(logits.float().softmax(-1).tolist())
+
+
 class ImagePredictor(Predictor):
     kind = "image"
 
@@ -118,4 +150,6 @@ def load_predictor(folder: Path) -> Predictor:
         )
         labels = [hub.config.id2label[i] for i in range(hub.config.num_labels)]
         return ImagePredictor(hub, labels, hub_preprocessing(folder))
+    if (folder / "modules.json").is_file():
+        return SentencePredictor(folder)
     return TextPredictor(folder)
