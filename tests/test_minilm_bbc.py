@@ -1,8 +1,10 @@
 """The packaged MiniLM, trained for real by the worker on BBC News with frozen features;
-the export is reloaded with plain transformers and scored on the held-out test rows."""
+the export is reloaded with plain sentence-transformers and scored on the held-out test
+rows."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,7 @@ PER_CLASS = 100  # 500 articles: the full set is in bench/; this keeps the suite
 
 
 def test_frozen_minilm_on_bbc_news(client: TestClient, worker: Path, tmp_path: Path) -> None:
-    import torch
+    from sentence_transformers import SentenceTransformer
 
     dataset = upload_csv(
         client, write_csv(tmp_path / "bbc.csv", bbc_news_rows(PER_CLASS)), name="BBC News sample"
@@ -39,14 +41,17 @@ def test_frozen_minilm_on_bbc_news(client: TestClient, worker: Path, tmp_path: P
     assert results["trainable_params"] < results["total_params"] / 50  # only the head trains
 
     # The export alone, outside Tuneboard, reproduces the job's test accuracy.
-    model, tokenizer = load_export(client, first["id"], tmp_path / "export")
+    # A sentence-transformers folder whose last module (the head) gives the logits.
+    folder = load_export(client, first["id"], tmp_path / "export")
+    model = SentenceTransformer(str(folder), device="cpu")
+    assert model.max_seq_length == 128  # encode truncates as the job did
+    id2label = json.loads((folder / "config.json").read_text())["id2label"]
     with get_sessionmaker()() as session:
         data = load_training_data(session.get(Dataset, dataset["id"]), get_settings(), seed=42)
     texts = [data.texts[i] for i in data.test_idx]
     truth = [data.label_names[data.labels[i]] for i in data.test_idx]
-    with torch.inference_mode():
-        enc = tokenizer(texts, truncation=True, max_length=128, padding=True, return_tensors="pt")
-        predicted = [model.config.id2label[int(i)] for i in model(**enc).logits.argmax(-1)]
+    logits = model.encode(texts, convert_to_tensor=True)
+    predicted = [id2label[str(int(i))] for i in logits.argmax(-1)]
     accuracy = sum(p == t for p, t in zip(predicted, truth, strict=True)) / len(truth)
     assert accuracy == pytest.approx(results["test_accuracy"], abs=1 / len(truth))
 
