@@ -51,7 +51,7 @@ def run_job(client: TestClient, body: dict[str, Any], *, timeout: float = 180) -
     )
 
 
-def load_export(client: TestClient, job_id: int, into: Path) -> Path:
+def export_folder(client: TestClient, job_id: int, into: Path) -> Path:
     """Download the job's ZIP, check its layout; returns its model folder."""
     response = client.get(f"/api/v1/jobs/{job_id}/export")
     assert response.status_code == 200
@@ -61,3 +61,13 @@ def load_export(client: TestClient, job_id: int, into: Path) -> Path:
         archive.extractall(into)
     assert {"README.md", "metrics.json", "model/config.json", "model/model.safetensors"} <= names
     return into / "model"
+
+
+def load_export(client: TestClient, job_id: int, into: Path) -> tuple[Any, Any]:
+    """The job's export loaded with plain transformers (text models without a declared
+    pooling: AutoModelForSequenceClassification and its tokenizer)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    folder = export_folder(client, job_id, into)
+    model = AutoModelForSequenceClassification.from_pretrained(folder)
+    return model.eval(), AutoTokenizer.from_pretrained(folder)

@@ -15,7 +15,7 @@ from app.datasets.models import Dataset
 from app.datasets.training_data import load_training_data
 from app.db import get_sessionmaker
 from tests.factories import bbc_news_rows, write_csv
-from tests.jobs_api import load_export, run_job, upload_csv
+from tests.jobs_api import export_folder, run_job, upload_csv
 
 pytestmark = pytest.mark.slow
 PER_CLASS = 100  # 500 articles: the full set is in bench/; this keeps the suite in minutes
@@ -42,7 +42,7 @@ def test_frozen_minilm_on_bbc_news(client: TestClient, worker: Path, tmp_path: P
 
     # The export alone, outside Tuneboard, reproduces the job's test accuracy.
     # A sentence-transformers folder whose last module (the head) gives the logits.
-    folder = load_export(client, first["id"], tmp_path / "export")
+    folder = export_folder(client, first["id"], tmp_path / "export")
     model = SentenceTransformer(str(folder), device="cpu")
     assert model.max_seq_length == 128  # encode truncates as the job did
     id2label = json.loads((folder / "config.json").read_text())["id2label"]
