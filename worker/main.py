@@ -44,6 +44,10 @@ def run_worker(*, queues: str, concurrency: int) -> None:
             f"never wait behind a job); start one with `tuneboard worker --queues {INGEST_QUEUE}`"
         )
     if names != {INGEST_QUEUE}:  # a checker reads files: it never needs torch
+        # The first optimizer a process makes imports torch._dynamo (1.2 s, 800 modules):
+        # paid here once rather than inside every job's training time.
+        import torch._dynamo  # noqa: F401
+
         import worker.training.run  # noqa: F401
     else:  # someone waits on each check: ask an SQL broker (embedded) 5×/s, not 1×/s
         # (kombu's SQL transport hands every transport option to create_engine, so the
