@@ -3,7 +3,9 @@
 Layout of `export.zip` (and of the `export/` folder it is made from):
     model/              the weights (safetensors) and config with the label names, as the
                         classifier saves them: a transformers save_pretrained folder with
-                        its tokenizer or image processor, or for the packaged CNNs
+                        its tokenizer or image processor; for text models that declare a
+                        pooling, a sentence-transformers folder whose last module (a Dense
+                        layer) is the trained head; for the packaged CNNs
                         model.safetensors + config.json + modeling.py (plain PyTorch);
                         training_args.json (the settings that made them)
     README.md           model card: data, strategy, settings, metrics, how to load it

@@ -193,10 +193,12 @@ def run_training(spec: TrainSpec, reporter: Reporter) -> TrainResult:
         "train_examples_per_second": round(outcome.train_examples / max(seconds, 1e-9), 3),
         **stage.info,
     }
-    reporter.log(
-        f"test accuracy {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f} "
-        f"(best epoch {outcome.best_epoch})"
+    kept = (
+        f"head L2 {metrics['head_l2']:.0e}"
+        if "head_l2" in metrics
+        else f"best epoch {outcome.best_epoch}"
     )
+    reporter.log(f"test accuracy {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f} ({kept})")
 
     reporter.progress(step=0, total_steps=1, phase="exporting")
     metrics["peak_memory_bytes"] = peak_memory_bytes(device)
