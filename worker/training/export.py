@@ -82,6 +82,9 @@ def how_trained(metrics: dict[str, Any]) -> str:
             f"| head | fitted to convergence (full-batch L-BFGS), L2 {metrics['head_l2']:.0e} "
             f"chosen on validation loss among {metrics['epochs_run']} strengths |"
         )
+    if metrics["best_epoch"] == 0:  # lp_ft, whose fine-tuning never beat its fitted head
+        tuned = metrics["epochs_run"]
+        return f"| best epoch | 0: the fitted head, no better after {tuned} epochs of tuning |"
     return f"| best epoch | {metrics['best_epoch']} of {metrics['epochs_run']} run |"
 
 
