@@ -29,7 +29,7 @@ from worker.training.classifier import load_classifier
 from worker.training.evaluation import full_report
 from worker.training.predictor import SentencePredictor, load_predictor
 from worker.training.reporting import MemoryReporter
-from worker.training.run import run_training
+from worker.training.run import run_training, seed_everything
 from worker.training.sentence_model import (
     PooledClassifierModel,
     SentenceClassifier,
@@ -269,3 +269,27 @@ def test_packaged_minilm_is_classified_on_its_declared_embedding(tmp_path):
         features = clf.features(clf.rows(augment_idx=frozenset()).batch(np.arange(2)))
     expected = SentenceTransformer(path, device="cpu").encode(texts, convert_to_tensor=True)
     torch.testing.assert_close(features, expected, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("strategy", ["finetune_full", "finetune_lora", "lp_ft"])
+def test_a_fresh_head_on_the_unit_norm_embedding_takes_larger_steps(tmp_path, tiny_st, strategy):
+    # AdamW moves a weight by at most its rate per step: at the backbone's 1e-5 a fresh head
+    # could move 1e-5 × steps; at head_learning_rate (1e-3) it moves much further. lp_ft's
+    # head is fitted first and fine-tunes at the job's rate.
+    examples = synthetic_examples(60, seed=8)
+    spec = make_spec(tmp_path, tiny_st, strategy, examples, epochs=1, learning_rate=1e-5)
+    steps = -(-len(spec.train_idx) // spec.params.batch_size)
+    seed_everything(spec.params.seed)  # as run_training does: the job's very initial head
+    before = load_classifier(spec, torch.device("cpu")).model.head.linear.weight.detach()
+    run_training(spec, MemoryReporter())
+    folder = unzip(spec.output_dir / "export.zip", tmp_path / "unzipped") / "model"
+    after = SentenceTransformer(str(folder), device="cpu")[-1].linear.weight.detach()
+    if strategy == "lp_ft":
+        fitted = make_spec(tmp_path / "frozen", tiny_st, "transfer_frozen", examples)
+        run_training(fitted, MemoryReporter())
+        head = SentenceTransformer(
+            str(unzip(fitted.output_dir / "export.zip", tmp_path / "f") / "model"), device="cpu"
+        )[-1].linear.weight.detach()
+        assert (after - head).abs().max() <= 1e-5 * steps * 1.01
+    else:
+        assert (after - before).abs().max() > 10 * 1e-5 * steps

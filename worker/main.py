@@ -49,6 +49,7 @@ def run_worker(*, queues: str, concurrency: int) -> None:
         import torch._dynamo  # noqa: F401
 
         import worker.training.run  # noqa: F401
+        import worker.training.sentence_model  # noqa: F401  # sentence-transformers: 3.5 s
     else:  # someone waits on each check: ask an SQL broker (embedded) 5×/s, not 1×/s
         # (kombu's SQL transport hands every transport option to create_engine, so the
         # polling interval cannot go there; Redis pushes messages and needs none)

@@ -39,6 +39,12 @@ class Classifier(Protocol):
         ...
 
     @property
+    def head_learning_rate(self) -> float | None:
+        """The peak rate a fresh head trains at while the backbone fine-tunes (None: the
+        job's rate, like every other parameter)."""
+        ...
+
+    @property
     def feature_width(self) -> int:
         """Size of the vector the head reads."""
         ...

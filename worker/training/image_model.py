@@ -69,6 +69,7 @@ class _ImageRowsFrom:
     examples: ImageExamples
     preprocessing: dict[str, Any]
     seed: int
+    head_learning_rate: float | None = None  # pooled CNN features are large: the job's rate
 
     def rows(self, *, augment_idx: frozenset[int]) -> BatchSource:
         return ImageRows(

@@ -146,6 +146,9 @@ def run_training(spec: TrainSpec, reporter: Reporter) -> TrainResult:
             after=probe,
             checkpoints=checkpoints("training"),
             resume=resume_for("training"),
+            # A fresh head may need larger steps (the classifier says); lp_ft's is fitted.
+            head_modules=clf.head_modules,
+            head_learning_rate=None if spec.strategy == LP_FT else clf.head_learning_rate,
         )
 
     # The model now holds the best epoch's weights, whose validation logits fit kept.

@@ -122,6 +122,13 @@ class SentenceClassifier:
     `encode` would tokenise them (pairs longest-first truncated)."""
 
     head_modules: tuple[str, ...] = ("head",)
+    # The head reads an embedding of norm about 1 (1 exactly after Normalize), so at a
+    # fine-tuning rate (5e-5) its weights, and the logits, barely grow: AdamW moves each
+    # weight by at most the rate per step. Measured on BBC News (MiniLM, 3 epochs of full
+    # fine-tuning): validation loss stayed at 1.07 with 98.7 % accuracy, every answer about
+    # 35 % sure. A fresh head therefore takes steps at the rate a head on frozen features
+    # used to (loop.fit's head_learning_rate); lp_ft's fitted head does not need it.
+    head_learning_rate: float | None = 1e-3
 
     def __init__(
         self,

@@ -147,6 +147,8 @@ class TextClassifier:
     (classifier.Classifier). Every row is tokenised once, on first use: a head on cached
     features never needs the tokens."""
 
+    head_learning_rate: float | None = None  # the head reads BERT's pooler: the job's rate
+
     def __init__(
         self, tokenizer: Any, model: PreTrainedModel, examples: TextExamples, max_length: int
     ) -> None:
