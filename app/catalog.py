@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from app.config import Settings
+from worker.training.model_files import folder_problem
 
 # A Hub id is "namespace/name", each part 1-96 of [A-Za-z0-9_.-], starting with a letter or
 # digit and ending with a letter, digit or "_" (huggingface_hub's validate_repo_id). Checked
@@ -30,12 +31,6 @@ from app.config import Settings
 HUB_ID = re.compile(
     r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?/[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?"
 )
-
-# The weights files a model folder may hold: safetensors only, never pickles.
-SAFETENSORS_FILES = ("model.safetensors", "model.safetensors.index.json")
-PICKLED_FILES = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.ckpt", "model.pt")
-# The JSON files in which a Hugging Face folder can point at its own Python code.
-CODE_CONFIGS = ("config.json", "tokenizer_config.json", "preprocessor_config.json")
 
 
 def is_hub_id(model_id: str) -> bool:
@@ -160,34 +155,6 @@ def _folder_model_type(folder: Path) -> str | None:
     except (OSError, ValueError):
         return None
     return model_type if isinstance(model_type, str) else None
-
-
-def folder_problem(folder: Path) -> str | None:
-    """Why Tuneboard refuses to load the model folder, or None: its weights must be
-    safetensors (a pickled checkpoint runs code when loaded) and it must not need its own
-    code (trust_remote_code)."""
-    for name in CODE_CONFIGS:
-        try:
-            config = json.loads((folder / name).read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(config, dict) and config.get("auto_map"):
-            return (
-                f"the model folder {folder.name} requires its own code (trust_remote_code: "
-                f"auto_map in {name}), which Tuneboard never runs; use a model whose "
-                "architecture transformers ships"
-            )
-    if not any((folder / name).is_file() for name in SAFETENSORS_FILES):
-        pickled = [name for name in PICKLED_FILES if (folder / name).is_file()]
-        found = f" (it holds {', '.join(pickled)})" if pickled else ""
-        return (
-            f"the model folder {folder.name} has no safetensors weights (model.safetensors)"
-            f"{found}; pickled checkpoints (pytorch_model.bin) are never loaded, as unpickling "
-            "can run code. Download the model's model.safetensors, or convert it once on a "
-            "machine you trust: AutoModel.from_pretrained(folder).save_pretrained(folder) "
-            "writes model.safetensors"
-        )
-    return None
 
 
 def _model_folders(root: Path) -> list[Path]:

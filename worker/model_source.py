@@ -6,20 +6,13 @@ from pathlib import Path
 
 import torch
 
-from app.catalog import ModelEntry, folder_problem, is_hub_id
+from app.catalog import ModelEntry, is_hub_id
 from app.jobs.models import Device
+from worker.training.model_files import check_model_folder
 
 # Only these files are fetched from the Hub: configs, tokenizers and safetensors weights —
 # never pickled checkpoints or custom code.
 HUB_PATTERNS = ["*.json", "*.txt", "*.model", "*.safetensors"]
-
-
-def check_model_folder(folder: str | Path) -> None:
-    """Raise ValueError (the job's reason) when the folder holds no safetensors weights or
-    asks for its own code; Tuneboard loads neither pickles nor remote code."""
-    problem = folder_problem(Path(folder))
-    if problem is not None:
-        raise ValueError(problem)
 
 
 def local_model_path(entry: ModelEntry) -> str:

@@ -267,7 +267,7 @@ class HubImageClassifier(_ImageRowsFrom):
     def load(cls, spec: TrainSpec, device: torch.device) -> HubImageClassifier:
         from transformers import AutoModelForImageClassification
 
-        from worker.model_source import check_model_folder
+        from worker.training.model_files import check_model_folder
 
         assert isinstance(spec.examples, ImageExamples)
         names = list(spec.label_names)

@@ -79,7 +79,7 @@ def check_pipeline_weights(model_path: str | Path, pipeline: list[dict[str, Any]
     """Every module with weights must hold safetensors: sentence-transformers would otherwise
     fall back to a pickled pytorch_model.bin. The Transformer's folder is checked like any
     Hugging Face folder (no pickles, no code of its own)."""
-    from worker.model_source import check_model_folder
+    from worker.training.model_files import check_model_folder
 
     for entry in pipeline:
         folder = Path(model_path) / str(entry.get("path", ""))

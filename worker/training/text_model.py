@@ -30,7 +30,7 @@ def load_text_model(model_path: str, label_names: list[str]) -> tuple[Any, PreTr
 
     Only safetensors weights and transformers' own code are ever loaded: a folder with a
     pickled checkpoint only, or one asking for its own code, raises ValueError saying so."""
-    from worker.model_source import check_model_folder
+    from worker.training.model_files import check_model_folder
 
     if Path(model_path).is_dir():
         check_model_folder(model_path)
