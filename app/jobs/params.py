@@ -1,65 +1,119 @@
-"""Hyperparameters a user may set on a job, with their limits and per-strategy defaults."""
+"""The settings a user may give a job, as the API takes them: built from the one table of
+settings (worker/training/hyperparameters.py), plus the worker's own time limit."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from app.jobs.strategies import DEFAULT_EPOCHS, Strategy
+from app.jobs.strategies import Strategy
+from worker.training.hyperparameters import SETTINGS, JobSetting, strategy_defaults
 
 
-class JobParams(BaseModel):
-    """Anything not listed here is a 422, so a typo is never silently ignored."""
+def _api_field(one: JobSetting) -> tuple[Any, Any]:
+    """(type, pydantic Field) of one setting: its limits, default and help as the table says.
+    A setting whose default depends on the strategy is optional here, filled in when the
+    job is queued (resolve_params)."""
+    s = one.setting
+    annotation, default = one.annotation, one.default
+    if s.per_strategy:
+        annotation, default = annotation | None, None
+    if s.max_items is not None:  # lists arrive as JSON arrays: a list, not a tuple
+        annotation = list[str] | None
+    limits: dict[str, Any] = {}
+    if s.minimum is not None:
+        limits["gt" if s.exclusive_minimum else "ge"] = s.minimum
+    if s.maximum is not None:
+        limits["lt" if s.exclusive_maximum else "le"] = s.maximum
+    if s.max_items is not None:
+        limits["max_length"] = s.max_items
+    return annotation, Field(default, description=s.help, title=s.label, **limits)
 
-    # NaN and infinities are never a setting (and JSON cannot carry them back in an answer).
+
+class JobParamsBase(BaseModel):
+    """The worker's own setting; the training settings are added from the table below.
+    Anything not listed is a 422, so a typo is never silently ignored; NaN and infinities
+    are never a setting (and JSON cannot carry them back in an answer)."""
+
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    epochs: int | None = Field(
-        None,
-        ge=1,
-        le=200,
-        description="Default per strategy; frozen features fit their head to convergence "
-        "and use no epochs, learning rate, patience, warmup or weight decay",
-    )
-    batch_size: int = Field(16, ge=1, le=1024)
-    learning_rate: float | None = Field(None, gt=0, le=1, description="Default per strategy")
-    max_length: int = Field(128, ge=8, le=512, description="Tokens per example")
-    seed: int = Field(42, ge=0, le=2**31 - 1)
-    weight_decay: float = Field(0.01, ge=0, le=1)
-    warmup_ratio: float = Field(0.06, ge=0, lt=1)
-    patience: int | None = Field(
-        None,
-        ge=1,
-        le=200,
-        description="Early stopping: epochs without a better validation "
-        "macro-F1 before stopping (default off)",
-    )
-    top_k: int | None = Field(None, ge=1, le=96, description="transfer_top_k: layers to train")
-    lora_rank: int = Field(8, ge=1, le=256)
-    lora_alpha: int = Field(16, ge=1, le=1024)
-    lora_dropout: float = Field(0.1, ge=0, lt=1)
-    lora_target_modules: list[str] | None = Field(
-        None, max_length=16, description="Module names to adapt; default per architecture"
-    )
     time_limit_minutes: int | None = Field(
         None,
         ge=1,
         le=7 * 24 * 60,
+        title="Time limit (minutes)",
         description="Stop the job (failed: time limit) after this many minutes of running; "
         "default TUNEBOARD_JOB_TIME_LIMIT_SECONDS",
     )
-    augment: bool | None = Field(
-        None,
-        description="Images: random resized crops and flips of training images. Default: on "
-        "where the backbone trains, off for frozen features (each augmented image would need "
-        "a fresh backbone pass, defeating the feature cache)",
-    )
+
+
+JobParams = create_model(  # type: ignore[call-overload]  # field definitions built at runtime
+    "JobParams",
+    __base__=JobParamsBase,
+    **{one.name: _api_field(one) for one in SETTINGS},
+)
 
 
 def resolve_params(params: dict[str, Any], strategy: Strategy) -> dict[str, Any]:
     """Fill the per-strategy defaults; auto jobs keep theirs open until the strategy is known."""
     values = dict(params)
-    if strategy in DEFAULT_EPOCHS and values.get("epochs") is None:
-        values["epochs"] = DEFAULT_EPOCHS[strategy]
+    if strategy is not Strategy.auto:
+        for name, default in strategy_defaults(strategy.value).items():
+            if values.get(name) is None:
+                values[name] = default
     return values
+
+
+@dataclass(frozen=True)
+class FormField:
+    """One input of the new-job form, as the table describes its setting."""
+
+    name: str
+    label: str
+    help: str
+    widget: str  # "integer", "decimal", "list" (comma-separated) or "choice" (on/off/default)
+    minimum: float | None
+    maximum: float | None
+    placeholder: str
+
+
+def _form_field(name: str, annotation: Any, label: str, help: str, **more: Any) -> FormField:
+    kinds = set(getattr(annotation, "__args__", ())) | {annotation}
+    widget = (
+        "choice"
+        if bool in kinds
+        else "list"
+        if any(getattr(k, "__origin__", None) in (tuple, list) for k in kinds)
+        else "integer"
+        if int in kinds
+        else "decimal"
+    )
+    return FormField(name, label, help, widget, **more)
+
+
+FORM_FIELDS: tuple[FormField, ...] = (
+    *(
+        _form_field(
+            one.name,
+            one.annotation,
+            one.setting.label,
+            one.setting.help,
+            minimum=one.setting.minimum,
+            maximum=one.setting.maximum,
+            placeholder=one.setting.placeholder,
+        )
+        for one in SETTINGS
+    ),
+    _form_field(
+        "time_limit_minutes",
+        int,
+        "Time limit (minutes)",
+        "Stop the job after this many minutes of running (empty: the server's limit).",
+        minimum=1,
+        maximum=7 * 24 * 60,
+        placeholder="the server's limit",
+    ),
+)
+LABELS = {f.name: f.label for f in FORM_FIELDS}  # what the form calls each setting

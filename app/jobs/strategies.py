@@ -1,4 +1,5 @@
-"""The adaptation strategies a job can use: names, what they mean to a user, defaults."""
+"""The adaptation strategies a job can use: names and what they mean to a user. Their
+settings and defaults are in worker/training/hyperparameters.py."""
 
 from __future__ import annotations
 
@@ -45,13 +46,4 @@ HELP = {
     "so early updates do not wreck the pretrained features.",
     Strategy.auto: "Picks one of the above from the data size, examples per class, the model, "
     "the device and a quick probe, and says why.",
-}
-
-# Epochs when the user sets none. Frozen features have none: their head is fitted to
-# convergence (worker/training/head_fit.py), so epochs and patience do not apply to them.
-DEFAULT_EPOCHS = {
-    Strategy.transfer_top_k: 4,
-    Strategy.finetune_full: 3,
-    Strategy.finetune_lora: 5,
-    Strategy.lp_ft: 3,
 }

@@ -19,6 +19,7 @@ from app.datasets import service as datasets
 from app.jobs import artifacts, overfitting
 from app.jobs import service as jobs
 from app.jobs.models import Device, JobCreate
+from app.jobs.params import FORM_FIELDS, LABELS
 from app.jobs.recommend import recommend_for
 from app.jobs.strategies import CONCRETE, Strategy
 from app.web.auth import UserDep, check_csrf, current_user
@@ -30,20 +31,6 @@ router = APIRouter(
     include_in_schema=False, dependencies=[Depends(current_user), Depends(check_csrf)]
 )
 
-# Form fields that are job params; empty ones fall back to the defaults.
-PARAM_FIELDS = (
-    "epochs",
-    "batch_size",
-    "learning_rate",
-    "max_length",
-    "seed",
-    "patience",
-    "top_k",
-    "lora_rank",
-    "lora_alpha",
-    "augment",
-)
-
 
 def _form_context(session: Session, settings: Settings, user: User, **extra: Any) -> dict[str, Any]:
     return {
@@ -52,6 +39,7 @@ def _form_context(session: Session, settings: Settings, user: User, **extra: Any
         "strategies": list(Strategy),
         "concrete": CONCRETE,
         "devices": list(Device),
+        "form_fields": FORM_FIELDS,
         "values": {},
         "compare": [],
         "errors": [],
@@ -97,10 +85,14 @@ def recommendation(
 
 
 def _payload(values: dict[str, str], choice: dict[str, Any]) -> dict[str, Any]:
-    params: dict[str, Any] = {k: values[k] for k in PARAM_FIELDS if values.get(k, "").strip()}
-    targets = values.get("lora_target_modules", "").strip()
-    if targets:
-        params["lora_target_modules"] = [t.strip() for t in targets.split(",") if t.strip()]
+    # Empty fields fall back to the defaults; lists are typed comma-separated.
+    params: dict[str, Any] = {}
+    for f in FORM_FIELDS:
+        text = values.get(f.name, "").strip()
+        if text:
+            params[f.name] = (
+                [t.strip() for t in text.split(",") if t.strip()] if f.widget == "list" else text
+            )
     return {
         "dataset_id": values.get("dataset_id") or None,
         "model": values.get("model", ""),
@@ -113,11 +105,7 @@ def _payload(values: dict[str, str], choice: dict[str, Any]) -> dict[str, Any]:
 # What the form calls each field, so an error names what the person sees.
 FIELD_LABELS = {
     "dataset_id": "Dataset", "model": "Model", "strategy": "Strategy", "device": "Device",
-    "epochs": "Epochs", "batch_size": "Batch size", "learning_rate": "Learning rate",
-    "max_length": "Max tokens per text", "seed": "Seed", "patience": "Early-stopping patience",
-    "top_k": "Top k layers to train", "lora_rank": "LoRA rank", "lora_alpha": "LoRA alpha",
-    "lora_target_modules": "LoRA target modules",
-    "augment": "Augment training images", "time_limit_minutes": "Time limit",
+    **LABELS,
 }  # fmt: skip
 
 

@@ -1,0 +1,276 @@
+"""Every setting a job takes, in one place: its name, type, default (per strategy and per
+modality where they differ), limits, label and help text.
+
+`TrainParams` below is the list: one field per setting, its metadata made by `setting()`.
+Everything else is derived from it, so adding a setting is one field here:
+  - the API's `JobParams` (app/jobs/params.py builds the pydantic model from `SETTINGS`);
+  - the new-job form (templates/jobs/new.html renders `SETTINGS`, with their limits,
+    labels, help and placeholders);
+  - the worker's spec check (`check_params`), which enforces the same limits;
+  - the per-strategy defaults a job is given when it is queued (`strategy_defaults`).
+Torch-free, so the web process and the worker read the same table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, get_type_hints
+
+# Strategy names, as the API spells them (app/jobs/strategies.py's Strategy values).
+TRANSFER_FROZEN = "transfer_frozen"  # a new head on cached backbone features
+TRANSFER_TOP_K = "transfer_top_k"  # the top k encoder blocks + head; the rest frozen
+FINETUNE_FULL = "finetune_full"  # every parameter
+FINETUNE_LORA = "finetune_lora"  # low-rank adapters (PEFT) + head; exported merged
+LP_FT = "lp_ft"  # linear probe on cached features, then every parameter from that head
+STRATEGIES = (TRANSFER_FROZEN, TRANSFER_TOP_K, FINETUNE_FULL, FINETUNE_LORA, LP_FT)
+# Frozen features fit their head to convergence (head_fit.py): no steps, so none of the
+# settings that shape steps apply to them.
+STEPPING = (TRANSFER_TOP_K, FINETUNE_FULL, FINETUNE_LORA, LP_FT)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What the API, the form and the spec check know of one setting."""
+
+    label: str
+    help: str
+    minimum: float | None = None
+    maximum: float | None = None
+    # The bound itself is refused (a rate above 0, a dropout below 1).
+    exclusive_minimum: bool = False
+    exclusive_maximum: bool = False
+    per_strategy: dict[str, Any] | None = None  # defaults that differ by strategy
+    per_image_strategy: dict[str, Any] | None = None  # … and for image models
+    strategies: tuple[str, ...] = STRATEGIES  # the strategies that read it
+    placeholder: str = ""  # what the empty form field shows
+    max_items: int | None = None  # lists
+
+
+def setting(default: Any, **meta: Any) -> Any:
+    """A TrainParams field whose metadata is its Setting."""
+    return field(default=default, metadata={"setting": Setting(**meta)})
+
+
+# Steps that update pretrained weights must be small, or they wreck them. Training only the
+# top blocks disturbs less, so it can go a little faster; LoRA's adapters start at zero and
+# are scaled by alpha/rank, so they need a larger rate to move at all. For lp_ft the rate is
+# the fine-tuning stage's. ImageNet CNNs take larger fine-tuning steps than transformers:
+# one to three epochs of full fine-tuning of EfficientNet-Lite0 on 500 MNIST digits reached
+# 0.92 test accuracy at 5e-5, 0.94 at 3e-4 and 0.90 at 1e-3 (3 epochs; batch-norm statistics
+# kept, see loop.py).
+LEARNING_RATES = {TRANSFER_TOP_K: 1e-4, FINETUNE_FULL: 5e-5, FINETUNE_LORA: 5e-4, LP_FT: 5e-5}
+IMAGE_LEARNING_RATES = {TRANSFER_TOP_K: 3e-4, FINETUNE_FULL: 3e-4, FINETUNE_LORA: 1e-3, LP_FT: 3e-4}
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    epochs: int = setting(
+        3,
+        label="Epochs",
+        help="Passes over the training rows.",
+        minimum=1,
+        maximum=200,
+        per_strategy={TRANSFER_TOP_K: 4, FINETUNE_FULL: 3, FINETUNE_LORA: 5, LP_FT: 3},
+        strategies=STEPPING,
+        placeholder="3 full / 4 top k / 5 LoRA",
+    )
+    batch_size: int = setting(
+        16,
+        label="Batch size",
+        help="Rows per training step (and twice that per features or evaluation pass).",
+        minimum=1,
+        maximum=1024,
+        placeholder="16",
+    )
+    learning_rate: float | None = setting(
+        None,
+        label="Learning rate",
+        help="Peak rate of the linear warmup and decay; the default depends on the strategy "
+        "and on whether the model reads text or images.",
+        minimum=0,
+        exclusive_minimum=True,
+        maximum=1,
+        per_strategy=LEARNING_RATES,
+        per_image_strategy=IMAGE_LEARNING_RATES,
+        strategies=STEPPING,
+        placeholder="5e-5 full (3e-4 images)",
+    )
+    max_length: int = setting(
+        128,
+        label="Max tokens per text",
+        help="Longer texts are cut to this many tokens.",
+        minimum=8,
+        maximum=512,
+        placeholder="128",
+    )
+    seed: int = setting(
+        42,
+        label="Seed",
+        help="Fixes the split, the new head's start and the batch order.",
+        minimum=0,
+        maximum=2**31 - 1,
+        placeholder="42",
+    )
+    weight_decay: float = setting(
+        0.01,
+        label="Weight decay",
+        help="AdamW's decay of weight matrices (not of biases and norms).",
+        minimum=0,
+        maximum=1,
+        strategies=STEPPING,
+        placeholder="0.01",
+    )
+    warmup_ratio: float = setting(
+        0.06,
+        label="Warmup share",
+        help="Share of the steps over which the rate rises linearly from zero.",
+        minimum=0,
+        maximum=1,
+        exclusive_maximum=True,
+        strategies=STEPPING,
+        placeholder="0.06",
+    )
+    # Early stopping on validation macro-F1: stop after this many epochs without a better
+    # one (None: run every epoch). The best epoch is what gets tested and exported either way.
+    patience: int | None = setting(
+        None,
+        label="Early-stopping patience (epochs)",
+        help="Stop after this many epochs without a better validation macro-F1 (empty: off).",
+        minimum=1,
+        maximum=200,
+        strategies=STEPPING,
+        placeholder="off",
+    )
+    top_k: int | None = setting(
+        None,
+        label="Top k layers to train",
+        help="transfer_top_k: the blocks that train (empty: a third of them, at least one).",
+        minimum=1,
+        maximum=96,
+        strategies=(TRANSFER_TOP_K,),
+        placeholder="a third of the layers",
+    )
+    lora_rank: int = setting(
+        8,
+        label="LoRA rank",
+        help="Rank of each adapter.",
+        minimum=1,
+        maximum=256,
+        strategies=(FINETUNE_LORA,),
+        placeholder="8",
+    )
+    lora_alpha: int = setting(
+        16,
+        label="LoRA alpha",
+        help="Adapters are scaled by alpha / rank.",
+        minimum=1,
+        maximum=1024,
+        strategies=(FINETUNE_LORA,),
+        placeholder="16",
+    )
+    lora_dropout: float = setting(
+        0.1,
+        label="LoRA dropout",
+        help="Dropout on the adapters' input.",
+        minimum=0,
+        maximum=1,
+        exclusive_maximum=True,
+        strategies=(FINETUNE_LORA,),
+        placeholder="0.1",
+    )
+    # None: the architecture's defaults (text_model.LAYOUTS, image_model's LoRA targets)
+    lora_target_modules: tuple[str, ...] | None = setting(
+        None,
+        label="LoRA target modules",
+        help="Module names to adapt, comma-separated (empty: attention query/value for "
+        "transformers, pointwise convolutions for the CNNs).",
+        strategies=(FINETUNE_LORA,),
+        placeholder="query, value",
+        max_items=16,
+    )
+    # Images: random resized crops and flips of the training rows. None: on wherever the
+    # backbone trains, off for a head on cached features (a fresh crop every epoch would need
+    # a fresh forward pass, which is what the cache exists to avoid).
+    augment: bool | None = setting(
+        None,
+        label="Augment training images",
+        help="Random resized crops and horizontal flips of training images. Default: on "
+        "where the backbone trains, off for frozen features (each augmented image would "
+        "need a fresh backbone pass, defeating the feature cache).",
+        placeholder="default: on when the backbone trains",
+    )
+
+    def __post_init__(self) -> None:
+        # Params arrive from JSON, where a tuple comes back as a list.
+        if self.lora_target_modules is not None:
+            object.__setattr__(self, "lora_target_modules", tuple(self.lora_target_modules))
+
+    def learning_rate_for(self, strategy: str, *, images: bool = False) -> float:
+        if self.learning_rate is not None:
+            return self.learning_rate
+        return (IMAGE_LEARNING_RATES if images else LEARNING_RATES)[strategy]
+
+
+@dataclass(frozen=True)
+class JobSetting:
+    """One setting as the API and the form see it."""
+
+    name: str
+    annotation: Any  # the field's type, resolved (int, float | None, …)
+    default: Any
+    setting: Setting
+
+
+_TYPES = get_type_hints(TrainParams)
+SETTINGS: tuple[JobSetting, ...] = tuple(
+    JobSetting(
+        f.name,
+        _TYPES[f.name],
+        f.default if f.default is not MISSING else None,
+        f.metadata["setting"],
+    )
+    for f in fields(TrainParams)
+)
+
+
+def strategy_defaults(strategy: str) -> dict[str, Any]:
+    """Defaults that depend on the strategy alone, filled in when a job is queued (so its
+    page shows them). Those that depend on the model's modality too (the learning rate) are
+    resolved by the worker: TrainParams.learning_rate_for."""
+    return {
+        s.name: s.setting.per_strategy[strategy]
+        for s in SETTINGS
+        if s.setting.per_strategy
+        and strategy in s.setting.per_strategy
+        and s.setting.per_image_strategy is None
+    }
+
+
+def check_params(params: TrainParams) -> None:
+    """The limits the API enforces, enforced again on the spec (raises ValueError)."""
+    for one in SETTINGS:
+        value = getattr(params, one.name)
+        if value is None or isinstance(value, bool):
+            continue
+        s = one.setting
+        if isinstance(value, tuple):
+            if not value:
+                raise ValueError(f"{one.name} is empty; leave it unset for the default")
+            continue
+        low = s.minimum is not None and (
+            value <= s.minimum if s.exclusive_minimum else value < s.minimum
+        )
+        high = s.maximum is not None and (
+            value >= s.maximum if s.exclusive_maximum else value > s.maximum
+        )
+        if low or high:
+            raise ValueError(f"{one.name} is {value}; {describe_limits(s)}")
+
+
+def describe_limits(s: Setting) -> str:
+    parts = []
+    if s.minimum is not None:
+        parts.append(f"{'above' if s.exclusive_minimum else 'at least'} {s.minimum:g}")
+    if s.maximum is not None:
+        parts.append(f"{'below' if s.exclusive_maximum else 'at most'} {s.maximum:g}")
+    return "it must be " + " and ".join(parts)
