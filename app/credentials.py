@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from worker.training.atomic_file import replacing
 
 FOLDER_MODE = 0o700
 
@@ -42,17 +43,9 @@ def token_for(path: Path, server: str) -> str | None:
 def _write(path: Path, servers: dict[str, dict[str, str]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     os.chmod(path.parent, FOLDER_MODE)
-    # mkstemp makes the file 0600 before anything is written into it.
-    fd, tmp = tempfile.mkstemp(prefix=".credentials.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as out:
-            json.dump({"servers": servers}, out, indent=2)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    # The temporary file is 0600 before anything is written into it.
+    with replacing(path, durable=True) as tmp:
+        tmp.write_text(json.dumps({"servers": servers}, indent=2))
 
 
 def save(path: Path, server: str, *, token: str, username: str) -> None:

@@ -35,8 +35,8 @@ from sqlalchemy.orm import Session
 
 from app.comparisons.models import Comparison
 from app.config import Settings
+from app.datasets.folders import dataset_folder
 from app.datasets.models import Dataset
-from app.datasets.training_data import dataset_folder
 from app.jobs import artifacts
 from app.jobs import service as jobs
 from app.jobs.models import Job, JobLog, JobStatus, MetricPoint
@@ -144,7 +144,7 @@ def carry_out(session: Session, settings: Settings, removal: Removal) -> None:
         ) from exc
     folders = [predictions.folder(settings, i) for i in removal.prediction_ids]
     folders += [artifacts.job_dir(settings, i) for i in removal.job_ids]
-    folders += [dataset_folder(d, settings) for d in removal.datasets]
+    folders += [dataset_folder(settings, d.id) for d in removal.datasets]
     for content_hash in content_hashes:
         still_used = session.scalar(
             select(func.count()).select_from(Dataset).where(Dataset.content_hash == content_hash)

@@ -27,6 +27,7 @@ from app.predictions.batch_csv import write_csv
 from app.predictions.models import Prediction, PredictionKind, PredictionStatus
 from app.queue import PREDICT_TASK, celery_app
 from worker.allocator import release_freed_memory
+from worker.training import job_files
 
 log = logging.getLogger("tuneboard.predict")
 RESULT_COLUMNS = ["predicted", "confidence", "error"]
@@ -39,7 +40,7 @@ def _predictor(job_id: int) -> Any:
     job is never answered by stale weights)."""
     from worker.training.predictor import load_predictor
 
-    model_dir = job_dir(get_settings(), job_id) / "export" / "model"
+    model_dir = job_files.exported_model(job_dir(get_settings(), job_id))
     key = (job_id, (model_dir / "config.json").stat().st_mtime_ns)
     if key in _loaded:
         _loaded.move_to_end(key)

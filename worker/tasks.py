@@ -5,26 +5,21 @@ from __future__ import annotations
 
 import logging
 import traceback
-from collections import Counter
 from typing import Any
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app import catalog
 from app.config import get_settings
-from app.datasets.training_data import load_training_data
 from app.db import get_sessionmaker
-from app.jobs import fair_share
 from app.jobs import service as jobs
-from app.jobs.artifacts import feature_cache_dir
-from app.jobs.models import Device, Job, JobStatus
-from app.jobs.params import resolve_params
-from app.jobs.recommend import recommend
-from app.jobs.strategies import Strategy
+from app.jobs.artifacts import job_dir
+from app.jobs.models import Job, JobStatus
 from app.queue import TRAIN_TASK, celery_app, hard_time_limit
 from app.workers.service import CPU_QUEUE
+from worker import fair_share, job_records
 from worker.db_reporter import DatabaseReporter
+from worker.job_spec import train
 from worker.process_limits import arm_hard_time_limit, disarm_hard_time_limit
 
 log = logging.getLogger("tuneboard.worker")
@@ -33,7 +28,7 @@ log = logging.getLogger("tuneboard.worker")
 @celery_app.task(name=TRAIN_TASK, acks_late=True)
 def run_job(job_id: int, queue: str | None = None) -> None:
     """`job_id` is the job whose creation sent this message; the job run is the one the
-    database picks next on `queue` in fair-share order (app/jobs/fair_share.py)."""
+    database picks next on `queue` in fair-share order (worker/fair_share.py)."""
     sessions = get_sessionmaker()
     with sessions() as session:
         queue = queue or fair_share.queue_of(session, job_id) or CPU_QUEUE
@@ -67,7 +62,7 @@ def _run(job: Job, sessions: sessionmaker[Session], limit: float) -> None:
     from worker.training.reporting import Cancelled
 
     try:
-        result = _train(job, reporter)
+        result = train(job, reporter)
     except Cancelled:
         _discard_checkpoint(job_id)  # a cancelled or timed-out job is never resumed
         if reporter.timed_out:
@@ -101,91 +96,12 @@ def _run(job: Job, sessions: sessionmaker[Session], limit: float) -> None:
 def _finish(reporter: DatabaseReporter, **outcome: Any) -> None:
     """The job's last write, retried like its others: a result must not be lost to a
     database that is restarting just as the job ends."""
-    reporter.write("the outcome", lambda session: jobs.finish(session, reporter.job_id, **outcome))
+    reporter.write(
+        "the outcome", lambda session: job_records.finish(session, reporter.job_id, **outcome)
+    )
 
 
 def _discard_checkpoint(job_id: int) -> None:
     from worker.training import checkpoint
 
-    checkpoint.remove(get_settings().jobs_dir / str(job_id))
-
-
-def _train(job: Job, reporter: DatabaseReporter):  # noqa: ANN202 - TrainResult, imported lazily
-    from worker.model_source import local_model_path, pick_device
-    from worker.training.run import run_training
-
-    settings = get_settings()
-    reporter.log(f"loading dataset {job.dataset.name!r}")
-    data = load_training_data(job.dataset, settings, seed=job.params["seed"])
-    entry = catalog.resolve(job.model, settings)
-    device = pick_device(Device(job.device))
-    reporter.log(
-        f"{len(data.train_idx)} train / {len(data.validation_idx)} validation / "
-        f"{len(data.test_idx)} test examples, {len(data.label_names)} classes, device {device}"
-    )
-    model_path = local_model_path(entry)
-    strategy = job.strategy
-    if strategy is Strategy.auto:
-        strategy = _choose_strategy(job, data, entry, model_path, device, reporter)
-    params = resolve_params(job.params, strategy)
-    return run_training(_spec(job, data, entry, model_path, strategy, params, device), reporter)
-
-
-def _spec(job, data, entry, model_path, strategy, params, device):  # noqa: ANN001, ANN202
-    from worker.training.spec import ImageExamples, TextExamples, TrainParams, TrainSpec
-
-    settings = get_settings()
-    # Unset settings take TrainParams' defaults; the time limit is the worker's own.
-    params = {k: v for k, v in params.items() if k != "time_limit_minutes" and v is not None}
-    if params.get("lora_target_modules") is not None:
-        params = {**params, "lora_target_modules": tuple(params["lora_target_modules"])}
-    examples = (
-        ImageExamples(root=data.image_root, paths=data.texts, labels=data.labels)
-        if data.image_root is not None
-        else TextExamples(texts=data.texts, text_pairs=data.text_pairs, labels=data.labels)
-    )
-    return TrainSpec(
-        job_id=job.id,
-        model_id=entry.id,
-        model_path=model_path,
-        strategy=strategy.value,
-        label_names=data.label_names,
-        examples=examples,
-        train_idx=data.train_idx,
-        validation_idx=data.validation_idx,
-        test_idx=data.test_idx,
-        dataset_name=job.dataset.name,
-        dataset_fingerprint=job.dataset.fingerprint,
-        params=TrainParams(**params),
-        output_dir=settings.jobs_dir / str(job.id),
-        cache_dir=feature_cache_dir(settings, job.dataset.content_hash),
-        device=device,
-        torch_threads=settings.torch_threads,
-        architecture=entry.architecture,
-        checkpoint_every_seconds=settings.checkpoint_every_seconds,
-    )
-
-
-def _choose_strategy(job, data, entry, model_path, device, reporter) -> Strategy:  # noqa: ANN001
-    """Resolve "auto": the rule first; a quick frozen-features probe only where its score
-    can change the answer (its features stay cached for the job that follows)."""
-    from worker.training.probe import probe_score
-
-    counts = Counter(data.labels[i] for i in data.train_idx)
-    facts = {
-        "train_rows": len(data.train_idx),
-        "min_per_class": min(counts.values()),
-        "num_classes": len(data.label_names),
-        "model_parameters": entry.parameters,
-        "on_gpu": device == "cuda",
-    }
-    choice = recommend(**facts)
-    if choice.wants_probe:
-        reporter.log("auto: running a quick frozen-features probe")
-        probe_params = resolve_params(job.params, Strategy.transfer_frozen)
-        spec = _spec(job, data, entry, model_path, Strategy.transfer_frozen, probe_params, device)
-        choice = recommend(**facts, probe_macro_f1=probe_score(spec, reporter))
-    reporter.log(f"auto picked {choice.strategy.value}: {choice.reason}")
-    with get_sessionmaker()() as session:
-        jobs.record_strategy(session, job.id, strategy=choice.strategy, reason=choice.reason)
-    return choice.strategy
+    checkpoint.remove(job_dir(get_settings(), job_id))

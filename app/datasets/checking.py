@@ -27,6 +27,7 @@ from app.accounts.quotas import check_storage
 from app.config import Settings
 from app.datasets import service
 from app.datasets.archives import ArchiveError
+from app.datasets.folders import dataset_folder, part_paths, stored_name
 from app.datasets.image_datasets import drop_archives, examine_images, is_image_archive
 from app.datasets.models import Dataset, DatasetStatus, Modality
 from app.datasets.parsing import ParseError, detect_format
@@ -88,7 +89,7 @@ def accept_upload(
         name=(name or train.original_filename).strip()[:200] or "dataset",
         modality=Modality.image if images else Modality.text,
         format=formats["train"],
-        files={part: f"{part}.{fmt}" for part, fmt in formats.items()},
+        files={part: stored_name(part, fmt) for part, fmt in formats.items()},
         original_filename=train.original_filename,
         size_bytes=sum(u.size for u in parts.values()),
         content_hash=hashlib.sha256("".join(u.sha256 for u in parts.values()).encode()).hexdigest(),
@@ -105,7 +106,7 @@ def accept_upload(
     )
     session.add(dataset)
     session.flush()  # the id names the folder
-    folder = settings.datasets_dir / str(dataset.id)
+    folder = dataset_folder(settings, dataset.id)
     try:
         folder.mkdir(parents=True, exist_ok=False)
         for part, upload in parts.items():
@@ -158,14 +159,14 @@ def check_dataset(session: Session, *, settings: Settings, dataset_id: int) -> D
     dataset = session.get(Dataset, dataset_id)
     if not claimed.rowcount or dataset is None:  # type: ignore[attr-defined]
         return None
-    folder = settings.datasets_dir / str(dataset.id)
+    folder = dataset_folder(settings, dataset.id)
     if dataset.check_attempts > MAX_CHECK_ATTEMPTS:
         detail = (
             "checking this file stopped its worker twice (out of memory, or killed); "
             "upload a smaller file, or split it"
         )
         return _invalid(session, dataset_id, folder, {"detail": detail})
-    paths = {part: folder / name for part, name in dataset.files.items()}
+    paths = part_paths(settings, dataset.id, dataset.files)
     try:
         sizes = {part: path.stat().st_size for part, path in paths.items()}
         progress = _Progress(session, dataset, sizes)

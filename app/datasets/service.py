@@ -15,8 +15,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.accounts.models import User
+from app.accounts.ownership import owned, visible
 from app.config import Settings
 from app.datasets.columns import ColumnChoice, resolve_columns
+from app.datasets.folders import part_paths
 from app.datasets.models import Dataset, DatasetStatus, Modality
 from app.datasets.parsing import DatasetFormat, ParseError, Table, read_table
 from app.datasets.validation import DatasetInvalid, Issue, Report, validate
@@ -106,11 +108,9 @@ def examine_tables(
 
 
 def read_parts(dataset: Dataset, settings: Settings) -> dict[str, Table]:
-    folder = settings.datasets_dir / str(dataset.id)
-    # Stored names are "<part>.<format>", given by checking.accept_upload.
     return {
-        part: read_table(folder / filename, DatasetFormat(filename.rsplit(".", 1)[1]))
-        for part, filename in dataset.files.items()
+        part: read_table(path, DatasetFormat(path.suffix.removeprefix(".")))
+        for part, path in part_paths(settings, dataset.id, dataset.files).items()
     }
 
 
@@ -144,15 +144,11 @@ def change_columns(
 
 def get_dataset(session: Session, dataset_id: int, user: User) -> Dataset | None:
     dataset = session.get(Dataset, dataset_id)
-    return (
-        dataset if dataset is not None and (user.is_admin or dataset.owner_id == user.id) else None
-    )
+    return dataset if dataset is not None and visible(user, dataset) else None
 
 
 def list_datasets(session: Session, user: User, *, ready_only: bool = False) -> list[Dataset]:
     query = select(Dataset).order_by(Dataset.id.desc())
     if ready_only:  # what jobs may be made on
         query = query.where(Dataset.status == DatasetStatus.ready)
-    if not user.is_admin:
-        query = query.where(Dataset.owner_id == user.id)
-    return list(session.scalars(query))
+    return list(session.scalars(owned(query, Dataset, user)))

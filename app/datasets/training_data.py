@@ -11,6 +11,7 @@ from pathlib import Path
 
 from app.config import Settings
 from app.datasets.columns import ColumnChoice
+from app.datasets.folders import dataset_folder
 from app.datasets.image_datasets import read_manifest
 from app.datasets.models import Dataset, Modality
 from app.datasets.service import read_parts
@@ -53,15 +54,11 @@ def _text_parts(dataset: Dataset, settings: Settings) -> dict[str, _Part]:
 
 
 def _image_parts(dataset: Dataset, settings: Settings) -> dict[str, _Part]:
-    manifest = read_manifest(dataset_folder(dataset, settings))
+    manifest = read_manifest(dataset_folder(settings, dataset.id))
     return {
         name: _Part([image.path for image in images], None, [image.label for image in images])
         for name, images in manifest.items()
     }
-
-
-def dataset_folder(dataset: Dataset, settings: Settings) -> Path:
-    return settings.datasets_dir / str(dataset.id)
 
 
 def load_training_data(dataset: Dataset, settings: Settings, *, seed: int) -> TrainingData:
@@ -100,5 +97,5 @@ def load_training_data(dataset: Dataset, settings: Settings, *, seed: int) -> Tr
         train_idx=train_idx,
         validation_idx=validation_idx,
         test_idx=test_idx,
-        image_root=dataset_folder(dataset, settings) if image else None,
+        image_root=dataset_folder(settings, dataset.id) if image else None,
     )

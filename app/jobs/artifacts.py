@@ -7,17 +7,19 @@ from pathlib import Path
 from typing import Any
 
 from app.config import Settings
+from worker.training import job_files
 
-EXPORT_NAME = "export.zip"
-VALIDATION_PREDICTIONS = "validation_predictions.json"
+# The names inside a job's folder are job_files'; this module finds the folder by id.
+VALIDATION_PREDICTIONS = job_files.VALIDATION_PREDICTIONS
 
 
 def job_dir(settings: Settings, job_id: int) -> Path:
+    """The one folder of a job, by id: everything it writes (worker/training/job_files.py)."""
     return settings.jobs_dir / str(int(job_id))
 
 
 def export_path(settings: Settings, job_id: int) -> Path:
-    return job_dir(settings, job_id) / EXPORT_NAME
+    return job_files.export_zip(job_dir(settings, job_id))
 
 
 def feature_cache_dir(settings: Settings, content_hash: str) -> Path:
@@ -33,7 +35,7 @@ def misclassified(
     settings: Settings, job_id: int, *, true: str, predicted: str, limit: int = 50
 ) -> list[dict[str, Any]]:
     """Validation rows of one confusion-matrix cell, most confident mistakes first."""
-    path = job_dir(settings, job_id) / VALIDATION_PREDICTIONS
+    path = job_files.validation_predictions(job_dir(settings, job_id))
     if not path.is_file():
         return []
     rows = [

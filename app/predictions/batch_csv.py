@@ -8,11 +8,11 @@ LibreOffice, and a file name or text from an upload can be made to start with on
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
+
+from worker.training.atomic_file import replacing
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -25,14 +25,8 @@ def neutralise(value: Any) -> Any:
 
 def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     """Write under a temporary name and rename: a download never sees half a file."""
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            writer = csv.writer(f)
-            writer.writerow([neutralise(h) for h in header])
-            for row in rows:
-                writer.writerow([neutralise(cell) for cell in row])
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with replacing(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow([neutralise(h) for h in header])
+        for row in rows:
+            writer.writerow([neutralise(cell) for cell in row])

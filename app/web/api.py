@@ -12,6 +12,7 @@ from app.comparisons import service as comparisons
 from app.comparisons.models import ComparisonCreate, ComparisonOut
 from app.datasets import image_datasets, samples
 from app.datasets import service as datasets
+from app.datasets.folders import dataset_folder
 from app.datasets.models import ColumnsUpdate, DatasetOut, Modality
 from app.jobs import artifacts, overfitting
 from app.jobs import service as jobs
@@ -66,7 +67,7 @@ def image_thumbnail(
 ) -> FileResponse:
     """A small WebP of image `number` (its place in the dataset's manifest)."""
     path = (
-        image_datasets.thumbnail(settings.datasets_dir / str(dataset.id), number)
+        image_datasets.thumbnail(dataset_folder(settings, dataset.id), number)
         if dataset.modality == Modality.image and dataset.ready
         else None
     )

@@ -15,50 +15,30 @@ values only, never arbitrary pickled objects.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from worker.training import job_files
+from worker.training.atomic_file import replacing
+
 log = logging.getLogger("tuneboard.worker")
 
-NAME = "checkpoint.pt"
+NAME = job_files.CHECKPOINT
 FORMAT = 1
 
 
 def path_in(output_dir: Path) -> Path:
-    return output_dir / NAME
+    return job_files.checkpoint(output_dir)
 
 
 def save(path: Path, state: dict[str, Any]) -> None:
     """Atomically replace `path` with `state` (tensors, dicts, lists and plain values)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _sync_folder(path.parent)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _sync_folder(folder: Path) -> None:
-    """Make the rename itself durable (a power cut must not bring back the old name)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    with replacing(path, durable=True) as tmp:
+        torch.save({"format": FORMAT, **state}, tmp)
 
 
 def load(path: Path) -> dict[str, Any] | None:

@@ -16,9 +16,7 @@ The ZIP is written under a temporary name and renamed, so `export.zip` exists on
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 import zipfile
 from dataclasses import asdict
 from pathlib import Path
@@ -26,6 +24,8 @@ from typing import Any
 
 from torch import nn
 
+from worker.training import job_files
+from worker.training.atomic_file import replacing
 from worker.training.classifier import Classifier
 from worker.training.spec import TRANSFER_FROZEN, TrainSpec
 
@@ -35,14 +35,8 @@ STORED_SUFFIXES = (".safetensors", ".bin")
 
 def write_json(path: Path, value: Any) -> None:
     """Write under a temporary name and rename, so a reader never sees half a file."""
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(value, f, ensure_ascii=False)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with replacing(path) as tmp:
+        tmp.write_text(json.dumps(value, ensure_ascii=False), encoding="utf-8")
 
 
 # What a head fitted to convergence (frozen features) never reads.
@@ -147,7 +141,7 @@ def export_model(
     learning_rate: float | None,
 ) -> Path:
     """Write `output_dir/export/`, zip it, publish `output_dir/export.zip`; return that path."""
-    folder = spec.output_dir / "export"
+    folder = job_files.export_dir(spec.output_dir)
     if folder.exists():  # left by an earlier, interrupted attempt
         shutil.rmtree(folder)
     model_dir = folder / "model"
@@ -157,20 +151,13 @@ def export_model(
     (folder / "README.md").write_text(model_card(spec, args, metrics, clf.loading_snippet()))
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
 
-    published = spec.output_dir / "export.zip"
-    fd, tmp = tempfile.mkstemp(prefix="export.", suffix=".zip.tmp", dir=spec.output_dir)
-    os.close(fd)
-    try:
-        with zipfile.ZipFile(tmp, "w") as archive:
-            for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-                stored = path.suffix in STORED_SUFFIXES
-                archive.write(
-                    path,
-                    path.relative_to(folder).as_posix(),
-                    compress_type=zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED,
-                )
-        os.replace(tmp, published)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    published = job_files.export_zip(spec.output_dir)
+    with replacing(published) as tmp, zipfile.ZipFile(tmp, "w") as archive:
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            stored = path.suffix in STORED_SUFFIXES
+            archive.write(
+                path,
+                path.relative_to(folder).as_posix(),
+                compress_type=zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED,
+            )
     return published

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from worker.training.atomic_file import replacing
 from worker.training.classifier import Classifier
 from worker.training.reporting import Cancelled, Reporter
 from worker.training.text_data import BatchSource, sorted_batches, to_device
@@ -73,15 +72,8 @@ def load_features(path: Path, rows: int, width: int) -> torch.Tensor | None:
 
 
 def save_features(path: Path, features: torch.Tensor, metadata: dict[str, str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with replacing(path) as tmp:
         save_file({"features": features.contiguous()}, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 @torch.inference_mode()

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from worker.training import checkpoint
+from worker.training import checkpoint, job_files
 from worker.training.classifier import count_params, load_classifier
 from worker.training.evaluation import full_report, predict_logits, validation_predictions
 from worker.training.export import export_model, write_json
@@ -156,7 +156,7 @@ def run_training(spec: TrainSpec, reporter: Reporter) -> TrainResult:
     val_labels = labels[np.asarray(spec.validation_idx)]
     validation = full_report(outcome.best_logits, val_labels, spec.label_names)
     write_json(
-        spec.output_dir / "validation_predictions.json",
+        job_files.validation_predictions(spec.output_dir),
         validation_predictions(
             outcome.best_logits, spec.validation_idx, spec.examples, spec.label_names
         ),
