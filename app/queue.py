@@ -65,7 +65,7 @@ celery_app = make_celery()
 def enqueue_training(job_id: int, *, queue: str = "cpu") -> None:
     """Wake a worker on `queue` for a newly queued job. Call only after the job row is
     committed. The worker runs whichever queued job the database picks next (fair share,
-    app/jobs/fair_share.py), not necessarily `job_id`, so Celery's hard limit here is the
+    worker/fair_share.py), not necessarily `job_id`, so Celery's hard limit here is the
     longest any job may have; the claimed job's own limit is enforced by the worker
     (worker/process_limits.py)."""
     settings = get_settings()

@@ -1,5 +1,5 @@
 """RELIABILITY row 30: one user's many jobs do not starve another's. Which queued job a free
-worker takes is the database's fair-share choice (app/jobs/fair_share.py), checked here on
+worker takes is the database's fair-share choice (worker/fair_share.py), checked here on
 the real SQLite database, on the real PostgreSQL, and end to end with a real worker; and
 non-admin users cannot ask for week-long time limits."""
 
@@ -20,12 +20,13 @@ from app.accounts.models import User
 from app.config import get_settings
 from app.db import get_sessionmaker
 from app.jobs import service as jobs
-from app.jobs.fair_share import claim_next
 from app.jobs.models import Job, JobStatus, Strategy
 from app.migrate import upgrade_head
 from tests.factories import dataset_row, labelled_texts, write_csv
 from tests.jobs_api import FINISHED, upload_csv
 from tests.processes import wait_for
+from worker import job_records
+from worker.fair_share import claim_next
 
 PG_ADMIN = os.environ.get(
     "TUNEBOARD_TEST_POSTGRES_ADMIN", "postgresql://postgres@127.0.0.1:5432/test"
@@ -64,7 +65,7 @@ def _run_one(sessions: sessionmaker[Session], queue: str) -> int | None:
         job = claim_next(session, queue=queue)
         if job is None:
             return None
-        jobs.finish(session, job.id, status=JobStatus.succeeded)
+        job_records.finish(session, job.id, status=JobStatus.succeeded)
         return job.id
 
 
@@ -80,7 +81,7 @@ def check_order(sessions: sessionmaker[Session]) -> None:
         assert first is not None and second is not None
         assert (first.id, second.id) == (a_jobs[0], b_job)
         for job in (first, second):
-            jobs.finish(session, job.id, status=JobStatus.succeeded)
+            job_records.finish(session, job.id, status=JobStatus.succeeded)
     assert _run_one(sessions, queue) == a_jobs[1]  # B has nothing left: A's turn again
 
     # Round-robin with one worker: A, B, C, A, B, C… although each queued all at once.

@@ -11,11 +11,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.db import get_sessionmaker
-from app.jobs import service as jobs
 from app.jobs.models import Job, JobStatus
 from app.jobs.strategies import Strategy
 from tests.accounts import ensure_user, sign_in
 from tests.factories import dataset_row
+from worker import job_records
 
 L2 = [10.0 ** (-k / 2) for k in range(6)]  # 1 … 1e-2.5
 TRAIN_LOSS = [1.2, 0.9, 0.6, 0.35, 0.2, 0.1]
@@ -75,7 +75,7 @@ def frozen_job(owner_id: int) -> int:
         for i, row in enumerate(search, start=1):
             values = {k: row[k] for k in ("train_loss", "val_loss", "val_accuracy")}
             values |= {"val_macro_f1": row["val_macro_f1"], "head_l2": row["l2"]}
-            jobs.add_metrics(session, job.id, step=i, epoch=float(i), values=values)
+            job_records.add_metrics(session, job.id, step=i, epoch=float(i), values=values)
         return job.id
 
 

@@ -19,6 +19,7 @@ from app.jobs import service as jobs
 from app.jobs.models import Job, JobStatus, Strategy
 from app.migrate import downgrade_base, upgrade_head
 from tests.factories import dataset_row
+from worker import job_records
 
 PG_URL = os.environ.get(
     "TUNEBOARD_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -58,7 +59,7 @@ def test_claim_is_atomic_under_concurrency(pg: sessionmaker[Session]) -> None:
 
     def try_claim(_: int) -> bool:
         with pg() as session:
-            return jobs.claim(session, job_id) is not None
+            return job_records.claim(session, job_id) is not None
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         wins = list(pool.map(try_claim, range(16)))
@@ -71,11 +72,15 @@ def test_claim_is_atomic_under_concurrency(pg: sessionmaker[Session]) -> None:
 def test_progress_metrics_and_finish_round_trip(pg: sessionmaker[Session]) -> None:
     with pg() as session:
         job_id = _job(session).id
-        assert jobs.claim(session, job_id) is not None
-        jobs.record_progress(session, job_id, step=3, total_steps=10, phase="training", eta=7.5)
-        jobs.add_metrics(session, job_id, step=3, epoch=0.3, values={"train_loss": 1.25})
-        jobs.add_log(session, job_id, "hello")
-        jobs.finish(session, job_id, status=JobStatus.succeeded, results={"test_accuracy": 0.9})
+        assert job_records.claim(session, job_id) is not None
+        job_records.record_progress(
+            session, job_id, step=3, total_steps=10, phase="training", eta=7.5
+        )
+        job_records.add_metrics(session, job_id, step=3, epoch=0.3, values={"train_loss": 1.25})
+        job_records.add_log(session, job_id, "hello")
+        job_records.finish(
+            session, job_id, status=JobStatus.succeeded, results={"test_accuracy": 0.9}
+        )
     with pg() as session:
         job = session.get(Job, job_id)
         assert job is not None
@@ -83,6 +88,6 @@ def test_progress_metrics_and_finish_round_trip(pg: sessionmaker[Session]) -> No
         assert jobs.metric_series(session, job_id)["train_loss"]["value"] == [1.25]
         assert [line.message for line in jobs.log_tail(session, job_id)] == ["hello"]
         # A finished job cannot be finished again by a late or duplicate worker.
-        jobs.finish(session, job_id, status=JobStatus.failed, error="late")
+        job_records.finish(session, job_id, status=JobStatus.failed, error="late")
         session.refresh(job)
         assert job.status is JobStatus.succeeded

@@ -14,6 +14,7 @@ from app.jobs.strategies import Strategy
 from app.queue import HARD_LIMIT_GRACE_SECONDS
 from tests.factories import labelled_texts, write_csv
 from tests.jobs_api import upload_csv
+from worker import housekeeping
 
 
 def test_stale_running_jobs_are_requeued_or_failed(client: TestClient, tmp_path: Path) -> None:
@@ -36,14 +37,16 @@ def test_stale_running_jobs_are_requeued_or_failed(client: TestClient, tmp_path:
         session.add_all([lost, exhausted, alive])
         session.commit()
         session.expire_all()  # reload as a worker would: SQLite gives back naive datetimes
-        requeued = jobs.reap_stale(session, stale_after=timedelta(minutes=2), max_attempts=3)
+        requeued = housekeeping.reap_stale(
+            session, stale_after=timedelta(minutes=2), max_attempts=3
+        )
         assert lost.id in requeued and exhausted.id not in requeued and alive.id not in requeued
         for job in (exhausted, alive):
             session.refresh(job)
         assert exhausted.status is JobStatus.failed and "3 attempts" in (exhausted.error or "")
         assert alive.status is JobStatus.running
         # Reaping again finds nothing: the guarded update already moved the lost job.
-        assert lost.id not in jobs.reap_stale(
+        assert lost.id not in housekeeping.reap_stale(
             session, stale_after=timedelta(minutes=2), max_attempts=3
         )
     client.post(f"/api/v1/jobs/{lost.id}/cancel")  # leave nothing for the shared worker
@@ -68,7 +71,9 @@ def test_a_job_killed_at_its_hard_time_limit_fails_with_that_reason(
         )
         session.add(overdue)
         session.commit()
-        assert jobs.reap_stale(session, stale_after=timedelta(minutes=2), max_attempts=3) == []
+        assert (
+            housekeeping.reap_stale(session, stale_after=timedelta(minutes=2), max_attempts=3) == []
+        )
         session.refresh(overdue)
         assert overdue.status is JobStatus.failed
         assert (overdue.error or "").startswith("time limit")
@@ -97,8 +102,8 @@ def test_auto_jobs_stranded_on_gpu_move_to_cpu_when_no_gpu_worker_lives(
         session.add_all([auto, pinned])
         session.commit()
         settle = timedelta(seconds=15)
-        assert jobs.reroute_auto(session, gpu_alive=True, settle=settle) == []
-        assert jobs.reroute_auto(session, gpu_alive=False, settle=settle) == [auto.id]
+        assert housekeeping.reroute_auto(session, gpu_alive=True, settle=settle) == []
+        assert housekeeping.reroute_auto(session, gpu_alive=False, settle=settle) == [auto.id]
         session.refresh(auto)
         session.refresh(pinned)
         assert (auto.queue, pinned.queue) == ("cpu", "gpu")  # gpu jobs wait for a GPU

@@ -18,7 +18,7 @@ from typing import TypeVar
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.jobs import service as jobs
+from worker import job_records
 
 log = logging.getLogger("tuneboard.worker")
 
@@ -72,7 +72,7 @@ class DatabaseReporter:
 
     def log(self, message: str) -> None:
         log.info("job %s: %s", self.job_id, message)
-        self.write("a log line", lambda session: jobs.add_log(session, self.job_id, message))
+        self.write("a log line", lambda session: job_records.add_log(session, self.job_id, message))
 
     def progress(self, *, step: int, total_steps: int, phase: str) -> None:
         now = time.monotonic()
@@ -88,7 +88,7 @@ class DatabaseReporter:
             eta = (now - self._phase_started) / steps_in_phase * (total_steps - step)
         self.write(
             "progress",
-            lambda session: jobs.record_progress(
+            lambda session: job_records.record_progress(
                 session, self.job_id, step=step, total_steps=total_steps, phase=phase, eta=eta
             ),
         )
@@ -96,7 +96,7 @@ class DatabaseReporter:
     def metrics(self, *, step: int, epoch: float, values: dict[str, float]) -> None:
         self.write(
             "metrics",
-            lambda session: jobs.add_metrics(
+            lambda session: job_records.add_metrics(
                 session, self.job_id, step=step, epoch=epoch, values=values
             ),
         )
@@ -104,7 +104,7 @@ class DatabaseReporter:
     def rewind(self, *, step: int) -> None:
         dropped = self.write(
             "a rewind",
-            lambda session: jobs.drop_metrics_after(session, self.job_id, step=step),
+            lambda session: job_records.drop_metrics_after(session, self.job_id, step=step),
         )
         if dropped:
             log.info("job %s: dropped %s metric points after step %s", self.job_id, dropped, step)
@@ -117,6 +117,6 @@ class DatabaseReporter:
         if not self._cancelled and now - self._last_cancel_check >= CANCEL_CHECK_EVERY_SECONDS:
             self._last_cancel_check = now
             self._cancelled = self.write(
-                "a cancel check", lambda session: jobs.cancel_requested(session, self.job_id)
+                "a cancel check", lambda session: job_records.cancel_requested(session, self.job_id)
             )
         return self._cancelled

@@ -25,9 +25,9 @@ from datetime import timedelta
 
 from app.config import get_settings
 from app.db import get_sessionmaker
-from app.jobs import service as jobs
 from app.queue import broker_queue_sizes
 from app.workers import service as workers
+from worker import housekeeping
 
 log = logging.getLogger("tuneboard.worker")
 SETTLE = timedelta(seconds=15)  # a new job's first message may still be on its way
@@ -99,7 +99,7 @@ class Heartbeat(threading.Thread):
     def maintain(self) -> None:
         settings = get_settings()
         with get_sessionmaker()() as session:
-            requeued = jobs.reap_stale(
+            requeued = housekeeping.reap_stale(
                 session,
                 stale_after=timedelta(seconds=settings.job_stale_seconds),
                 max_attempts=settings.max_attempts,
@@ -107,12 +107,14 @@ class Heartbeat(threading.Thread):
             if requeued:
                 log.warning("re-queued jobs left running by a lost worker: %s", requeued)
             gpu_alive = any(workers.GPU_QUEUE in w.queues for w in workers.alive(session))
-            moved = jobs.reroute_auto(session, gpu_alive=gpu_alive, settle=SETTLE)
+            moved = housekeeping.reroute_auto(session, gpu_alive=gpu_alive, settle=SETTLE)
             if moved:
                 log.warning("no GPU worker is alive: auto jobs moved to the cpu queue: %s", moved)
             training = [q for q in self.queues if q in (workers.CPU_QUEUE, workers.GPU_QUEUE)]
             if training:
-                resent = jobs.resend_lost(session, broker_queue_sizes(training), settle=SETTLE)
+                resent = housekeeping.resend_lost(
+                    session, broker_queue_sizes(training), settle=SETTLE
+                )
                 if resent:
                     log.warning("re-sent queued jobs the broker had lost: %s", resent)
 

@@ -11,7 +11,7 @@ web leaves idle. Linux applies nice values between processes of one session (aut
 README for workers started elsewhere.
 
 Hard time limit: a training message only wakes a worker, which then runs the job the
-database picks (app/jobs/fair_share.py), so Celery's per-message hard limit is the longest
+database picks (worker/fair_share.py), so Celery's per-message hard limit is the longest
 any job may have. The claimed job's own limit is enforced here: the kernel delivers SIGALRM
 at the hard limit, and with its default action that ends the process even inside a step
 that never returns to Python. The reaper then fails the silent job as a time limit

@@ -7,6 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.accounts.models import User
+from app.accounts.ownership import owned
 from app.comparisons.models import Comparison, ComparisonCreate, ComparisonOut, ComparisonRow
 from app.config import Settings
 from app.jobs.models import Job, JobOut, JobStatus
@@ -60,9 +61,7 @@ def create_comparison(
 
 def list_comparisons(session: Session, user: User, *, limit: int = 50) -> list[Comparison]:
     query = select(Comparison).order_by(Comparison.id.desc()).limit(limit)
-    if not user.is_admin:
-        query = query.where(Comparison.owner_id == user.id)
-    return list(session.scalars(query))
+    return list(session.scalars(owned(query, Comparison, user)))
 
 
 def judge(comparison: Comparison) -> ComparisonOut:

@@ -1,4 +1,6 @@
-"""Job lifecycle: create and enqueue, claim, progress, finish, cancel.
+"""Jobs as the web sees them: admit, create and enqueue, list, cancel, and read back their
+curves and logs. What a running job writes is worker/job_records.py; what the workers'
+heartbeat tidies (lost workers, lost messages, stranded auto jobs) is worker/housekeeping.py.
 
 Every state change is one committed UPDATE guarded by the state it expects, so a web request
 and a worker racing on the same job cannot both win.
@@ -7,22 +9,22 @@ and a worker racing on the same job cannot both win.
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app import catalog
 from app.accounts.models import User
+from app.accounts.ownership import owned, visible
 from app.accounts.quotas import check_active_jobs
 from app.catalog import UnknownModel
-from app.config import Settings, get_settings
+from app.config import Settings
 from app.datasets.models import Dataset, DatasetStatus
-from app.jobs.models import Device, Job, JobCreate, JobLog, JobStatus, MetricPoint
+from app.jobs.models import Job, JobCreate, JobLog, JobStatus, MetricPoint
 from app.jobs.params import JobParams, resolve_params
 from app.jobs.strategies import Strategy
-from app.queue import enqueue_training, hard_time_limit
+from app.queue import enqueue_training
 from app.workers.service import queue_for
 
 
@@ -58,7 +60,7 @@ def admit(
     choices) or QuotaExceeded otherwise."""
     check_time_limit(settings, params.time_limit_minutes, admin=owner.is_admin)
     dataset = session.get(Dataset, dataset_id)
-    if dataset is None or not (owner.is_admin or dataset.owner_id == owner.id):
+    if dataset is None or not visible(owner, dataset):
         raise DatasetNotFound(f"no dataset with id {dataset_id}; upload one first")
     if dataset.status == DatasetStatus.checking:
         raise InvalidJob(f"dataset {dataset_id} is still being checked; try again when it is ready")
@@ -120,150 +122,12 @@ def time_limit_seconds(job: Job, settings: Settings) -> float:
 
 def send(job: Job) -> None:
     """The one way a job's id goes to the broker: one message on its queue, which wakes a
-    worker to claim the next job in fair-share order (app/jobs/fair_share.py)."""
+    worker to claim the next job in fair-share order (worker/fair_share.py)."""
     enqueue_training(job.id, queue=job.queue)
 
 
 def list_jobs(session: Session, user: User, *, limit: int = 50) -> list[Job]:
-    query = select(Job).order_by(Job.id.desc()).limit(limit)
-    if not user.is_admin:
-        query = query.where(Job.owner_id == user.id)
-    return list(session.scalars(query))
-
-
-def claim(session: Session, job_id: int) -> Job | None:
-    """Atomically move a queued job to running; None if someone else has it or it is gone."""
-    result = session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.status == JobStatus.queued, Job.cancel_requested.is_(False))
-        .values(
-            status=JobStatus.running,
-            phase="starting",
-            started_at=now(),
-            heartbeat_at=now(),
-            attempts=Job.attempts + 1,
-        )
-    )
-    session.commit()
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        return None
-    return session.get(Job, job_id, populate_existing=True)
-
-
-def reap_stale(session: Session, *, stale_after: timedelta, max_attempts: int) -> list[int]:
-    """Jobs left `running` by a worker that died (no heartbeat for `stale_after`) go back to
-    the queue, or fail once they have used up their attempts. Returns the re-queued ids."""
-    cutoff = now() - stale_after
-    stale = list(
-        session.scalars(
-            select(Job).where(Job.status == JobStatus.running, Job.heartbeat_at < cutoff)
-        )
-    )
-    requeued: list[Job] = []
-    settings = get_settings()
-    for job in stale:
-        guard = (Job.id == job.id, Job.status == JobStatus.running, Job.heartbeat_at < cutoff)
-        ran = (now() - _aware(job.started_at)).total_seconds() if job.started_at else 0.0
-        if ran > hard_time_limit(settings, time_limit_seconds(job, settings)):
-            # Celery killed it at the hard limit (a step that never came back to check).
-            values: dict[str, Any] = {
-                "status": JobStatus.failed,
-                "phase": "failed",
-                "finished_at": now(),
-                "error": f"time limit: the job ran past {time_limit_seconds(job, settings):.0f} s "
-                "and did not stop at a step, so its process was killed",
-            }
-        elif job.attempts >= max_attempts:
-            values = {
-                "status": JobStatus.failed,
-                "phase": "failed",
-                "finished_at": now(),
-                "error": f"the worker stopped responding during each of {job.attempts} "
-                "attempts; check the worker's log for out-of-memory kills",
-            }
-        else:
-            values = {"status": JobStatus.queued, "phase": "queued again (worker lost)"}
-        # No in-session sync: SQLite hands back naive datetimes that cannot be compared with
-        # the aware cutoff in Python; the guarded UPDATE itself runs in the database.
-        result = session.execute(
-            update(Job).where(*guard).values(**values),
-            execution_options={"synchronize_session": False},
-        )
-        if result.rowcount == 1 and values["status"] == JobStatus.queued:  # type: ignore[attr-defined]
-            requeued.append(job)
-    session.commit()  # committed before the messages go out, as for new jobs
-    for job in requeued:
-        send(job)
-    return [job.id for job in requeued]
-
-
-def _aware(moment: datetime) -> datetime:
-    """SQLite hands back naive datetimes; every one Tuneboard stores is UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def resend_lost(session: Session, broker_sizes: dict[str, int], *, settle: timedelta) -> list[int]:
-    """Queued jobs whose messages the broker lost (Redis restarted without persistence) are
-    sent again. A queue holding fewer messages than the database has queued jobs on it has
-    lost some; which ones is unknowable, so all of that queue's queued jobs are re-sent — a
-    duplicate is harmless, as the claim is atomic. Jobs younger than `settle` are left out:
-    their first message may still be on its way."""
-    resent = []
-    for queue, size in broker_sizes.items():
-        queued = list(
-            session.scalars(
-                select(Job)
-                .where(Job.status == JobStatus.queued, Job.queue == queue)
-                .where(Job.created_at < now() - settle)
-                .order_by(Job.id)
-            )
-        )
-        if len(queued) > size:
-            for job in queued:
-                send(job)
-                resent.append(job.id)
-    return resent
-
-
-def drop_metrics_after(session: Session, job_id: int, *, step: int) -> int:
-    """A job resumed from a checkpoint at `step` reports the later steps again."""
-    result = session.execute(
-        delete(MetricPoint).where(MetricPoint.job_id == job_id, MetricPoint.step > step)
-    )
-    session.commit()
-    return int(result.rowcount)  # type: ignore[attr-defined]
-
-
-def reroute_auto(session: Session, *, gpu_alive: bool, settle: timedelta) -> list[int]:
-    """Queued "auto" jobs sent to gpu while no GPU worker is alive any more (it died or
-    left) go to cpu instead, rather than wait for a GPU that may never come back."""
-    if gpu_alive:
-        return []
-    stranded = list(
-        session.scalars(
-            select(Job).where(
-                Job.status == JobStatus.queued,
-                Job.queue == "gpu",
-                Job.device == Device.auto,
-                Job.created_at < now() - settle,
-            )
-        )
-    )
-    moved = []
-    for job in stranded:
-        result = session.execute(
-            update(Job)
-            .where(Job.id == job.id, Job.status == JobStatus.queued, Job.queue == "gpu")
-            .values(queue="cpu"),
-            execution_options={"synchronize_session": False},
-        )
-        if result.rowcount == 1:  # type: ignore[attr-defined]
-            moved.append(job)
-    session.commit()
-    for job in moved:
-        session.refresh(job)
-        send(job)
-    return [job.id for job in moved]
+    return list(session.scalars(owned(select(Job).order_by(Job.id.desc()).limit(limit), Job, user)))
 
 
 def request_cancel(session: Session, job: Job) -> Job:
@@ -279,72 +143,6 @@ def request_cancel(session: Session, job: Job) -> Job:
     session.commit()
     session.refresh(job)
     return job
-
-
-def record_strategy(session: Session, job_id: int, *, strategy: Strategy, reason: str) -> None:
-    session.execute(
-        update(Job)
-        .where(Job.id == job_id)
-        .values(resolved_strategy=strategy, strategy_reason=reason)
-    )
-    session.commit()
-
-
-def cancel_requested(session: Session, job_id: int) -> bool:
-    return bool(session.scalar(select(Job.cancel_requested).where(Job.id == job_id)))
-
-
-def record_progress(
-    session: Session, job_id: int, *, step: int, total_steps: int, phase: str, eta: float | None
-) -> None:
-    session.execute(
-        update(Job)
-        .where(Job.id == job_id)
-        .values(
-            step=step, total_steps=total_steps, phase=phase, eta_seconds=eta, heartbeat_at=now()
-        )
-    )
-    session.commit()
-
-
-def add_metrics(
-    session: Session, job_id: int, *, step: int, epoch: float, values: dict[str, float]
-) -> None:
-    session.add_all(
-        MetricPoint(job_id=job_id, step=step, epoch=epoch, name=k, value=float(v))
-        for k, v in values.items()
-    )
-    session.commit()
-
-
-def add_log(session: Session, job_id: int, message: str) -> None:
-    session.add(JobLog(job_id=job_id, message=message))
-    session.commit()
-
-
-def finish(
-    session: Session,
-    job_id: int,
-    *,
-    status: JobStatus,
-    error: str | None = None,
-    results: dict[str, Any] | None = None,
-    export_ready: bool = False,
-) -> None:
-    session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.status == JobStatus.running)
-        .values(
-            status=status,
-            phase=status.value,
-            error=error,
-            results=results,
-            export_ready=export_ready,
-            finished_at=now(),
-            eta_seconds=None,
-        )
-    )
-    session.commit()
 
 
 def metric_series(session: Session, job_id: int) -> dict[str, dict[str, list[float]]]:

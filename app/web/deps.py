@@ -6,13 +6,13 @@ that does not exist (404), so existence is not revealed. Admins see everything.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, HTTPException, Path, Query
-from sqlalchemy import Select
 from sqlalchemy.orm import Session
 
 from app.accounts.models import User
+from app.accounts.ownership import visible
 from app.comparisons.models import Comparison
 from app.config import Settings, get_settings
 from app.datasets.models import Dataset
@@ -29,15 +29,6 @@ MAX_ID = 2**31 - 1
 Id = Annotated[int, Path(ge=1, le=MAX_ID)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 T = TypeVar("T")
-
-
-def visible(user: User, row: Any) -> bool:
-    return user.is_admin or getattr(row, "owner_id", None) == user.id
-
-
-def owned(query: Select[Any], table: Any, user: User) -> Select[Any]:
-    """`query` narrowed to the rows `user` may see."""
-    return query if user.is_admin else query.where(table.owner_id == user.id)
 
 
 def _found(session: Session, user: User, table: type[T], object_id: int, *, status: int = 404) -> T:

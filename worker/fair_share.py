@@ -25,8 +25,8 @@ from __future__ import annotations
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, aliased
 
-from app.jobs import service as jobs
 from app.jobs.models import Job, JobStatus
+from worker import job_records
 
 
 def next_in_line(queue: str) -> Select[int]:
@@ -63,7 +63,7 @@ def claim_next(session: Session, *, queue: str) -> Job | None:
         if job_id is None:
             session.rollback()  # end the read (and, on PostgreSQL, its transaction)
             return None
-        job = jobs.claim(session, job_id)  # commits, which releases the row lock
+        job = job_records.claim(session, job_id)  # commits, which releases the row lock
         if job is not None:
             return job
 

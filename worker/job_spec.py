@@ -1,0 +1,104 @@
+"""From a job's row to the training spec worker/training runs: its data and split, its
+model on this machine, its device and settings, and for "auto" the strategy Auto picks
+(app/jobs/recommend.py's rule, with a quick frozen-features probe where it can change the
+answer). The Celery task (tasks.py) claims, runs and records; this builds what it runs."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from app import catalog
+from app.config import get_settings
+from app.datasets.training_data import load_training_data
+from app.db import get_sessionmaker
+from app.jobs.artifacts import feature_cache_dir, job_dir
+from app.jobs.models import Device, Job
+from app.jobs.params import resolve_params
+from app.jobs.recommend import recommend
+from app.jobs.strategies import Strategy
+from worker import job_records
+from worker.db_reporter import DatabaseReporter
+
+
+def train(job: Job, reporter: DatabaseReporter):  # noqa: ANN202 - TrainResult, imported lazily
+    """Build the job's training spec (resolving Auto first) and run it."""
+    from worker.model_source import local_model_path, pick_device
+    from worker.training.run import run_training
+
+    settings = get_settings()
+    reporter.log(f"loading dataset {job.dataset.name!r}")
+    data = load_training_data(job.dataset, settings, seed=job.params["seed"])
+    entry = catalog.resolve(job.model, settings)
+    device = pick_device(Device(job.device))
+    reporter.log(
+        f"{len(data.train_idx)} train / {len(data.validation_idx)} validation / "
+        f"{len(data.test_idx)} test examples, {len(data.label_names)} classes, device {device}"
+    )
+    model_path = local_model_path(entry)
+    strategy = job.strategy
+    if strategy is Strategy.auto:
+        strategy = choose_strategy(job, data, entry, model_path, device, reporter)
+    params = resolve_params(job.params, strategy)
+    return run_training(spec_for(job, data, entry, model_path, strategy, params, device), reporter)
+
+
+def spec_for(job, data, entry, model_path, strategy, params, device):  # noqa: ANN001, ANN202
+    from worker.training.spec import ImageExamples, TextExamples, TrainParams, TrainSpec
+
+    settings = get_settings()
+    # Unset settings take TrainParams' defaults; the time limit is the worker's own.
+    params = {k: v for k, v in params.items() if k != "time_limit_minutes" and v is not None}
+    if params.get("lora_target_modules") is not None:
+        params = {**params, "lora_target_modules": tuple(params["lora_target_modules"])}
+    examples = (
+        ImageExamples(root=data.image_root, paths=data.texts, labels=data.labels)
+        if data.image_root is not None
+        else TextExamples(texts=data.texts, text_pairs=data.text_pairs, labels=data.labels)
+    )
+    return TrainSpec(
+        job_id=job.id,
+        model_id=entry.id,
+        model_path=model_path,
+        strategy=strategy.value,
+        label_names=data.label_names,
+        examples=examples,
+        train_idx=data.train_idx,
+        validation_idx=data.validation_idx,
+        test_idx=data.test_idx,
+        dataset_name=job.dataset.name,
+        dataset_fingerprint=job.dataset.fingerprint,
+        params=TrainParams(**params),
+        output_dir=job_dir(settings, job.id),
+        cache_dir=feature_cache_dir(settings, job.dataset.content_hash),
+        device=device,
+        torch_threads=settings.torch_threads,
+        architecture=entry.architecture,
+        checkpoint_every_seconds=settings.checkpoint_every_seconds,
+    )
+
+
+def choose_strategy(job, data, entry, model_path, device, reporter) -> Strategy:  # noqa: ANN001
+    """Resolve "auto": the rule first; a quick frozen-features probe only where its score
+    can change the answer (its features stay cached for the job that follows)."""
+    from worker.training.probe import probe_score
+
+    counts = Counter(data.labels[i] for i in data.train_idx)
+    facts = {
+        "train_rows": len(data.train_idx),
+        "min_per_class": min(counts.values()),
+        "num_classes": len(data.label_names),
+        "model_parameters": entry.parameters,
+        "on_gpu": device == "cuda",
+    }
+    choice = recommend(**facts)
+    if choice.wants_probe:
+        reporter.log("auto: running a quick frozen-features probe")
+        probe_params = resolve_params(job.params, Strategy.transfer_frozen)
+        spec = spec_for(
+            job, data, entry, model_path, Strategy.transfer_frozen, probe_params, device
+        )
+        choice = recommend(**facts, probe_macro_f1=probe_score(spec, reporter))
+    reporter.log(f"auto picked {choice.strategy.value}: {choice.reason}")
+    with get_sessionmaker()() as session:
+        job_records.record_strategy(session, job.id, strategy=choice.strategy, reason=choice.reason)
+    return choice.strategy
