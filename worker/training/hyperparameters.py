@@ -130,6 +130,17 @@ class TrainParams:
         strategies=STEPPING,
         placeholder="0.06",
     )
+    label_smoothing: float = setting(
+        0.0,
+        label="Label smoothing",
+        help="Train towards (1 − ε) on the true class and ε spread over all classes: softer, "
+        "better-calibrated answers when labels are noisy (0: off).",
+        minimum=0,
+        maximum=1,
+        exclusive_maximum=True,
+        strategies=STEPPING,
+        placeholder="0",
+    )
     # Early stopping on validation macro-F1: stop after this many epochs without a better
     # one (None: run every epoch). The best epoch is what gets tested and exported either way.
     patience: int | None = setting(

@@ -218,7 +218,7 @@ def fit(
 
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
                 logits = forward(batch)
-            loss = F.cross_entropy(logits.float(), targets)
+            loss = F.cross_entropy(logits.float(), targets, label_smoothing=params.label_smoothing)
             loss.backward()
             torch.nn.utils.clip_grad_norm_([p for _, p in trainable], MAX_GRAD_NORM)
             optimizer.step()
