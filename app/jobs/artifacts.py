@@ -22,6 +22,12 @@ def export_path(settings: Settings, job_id: int) -> Path:
     return job_files.export_zip(job_dir(settings, job_id))
 
 
+def is_sentence_transformers(settings: Settings, job_id: int) -> bool:
+    """Whether the job's export is a sentence-transformers folder (a text model that declares
+    its pooling), which loads with SentenceTransformer rather than a transformers class."""
+    return (job_files.exported_model(job_dir(settings, job_id)) / "modules.json").is_file()
+
+
 def feature_cache_dir(settings: Settings, content_hash: str) -> Path:
     """Where features computed from one dataset's files are cached: a folder per content
     hash, shared by every dataset holding the same files, so that deleting the last of them

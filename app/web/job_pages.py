@@ -159,27 +159,37 @@ def job_list(request: Request, session: SessionDep, user: UserDep) -> Response:
     return render(request, "jobs/list.html", {"jobs": jobs.list_jobs(session, user, limit=200)})
 
 
-def _job_context(session: Session, job: Any) -> dict[str, Any]:
+def _job_context(session: Session, job: Any, settings: Settings) -> dict[str, Any]:
     return {
         "job": job,
         "logs": jobs.log_tail(session, job.id),
         "overfitting": overfitting.detect(jobs.metric_series(session, job.id)),
+        "sentence_export": job.export_ready
+        and artifacts.is_sentence_transformers(settings, job.id),
     }
 
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
-def job_detail(request: Request, job: JobDep, session: SessionDep) -> Response:
-    return render(request, "jobs/detail.html", _job_context(session, job))
+def job_detail(
+    request: Request, job: JobDep, session: SessionDep, settings: SettingsDep
+) -> Response:
+    return render(request, "jobs/detail.html", _job_context(session, job, settings))
 
 
 @router.get("/jobs/{job_id}/status", response_class=HTMLResponse)
-def job_status(request: Request, job: JobDep, session: SessionDep) -> Response:
-    return render(request, "jobs/detail.html", _job_context(session, job), block="status")
+def job_status(
+    request: Request, job: JobDep, session: SessionDep, settings: SettingsDep
+) -> Response:
+    return render(request, "jobs/detail.html", _job_context(session, job, settings), block="status")
 
 
 @router.get("/jobs/{job_id}/outcome", response_class=HTMLResponse)
-def job_outcome(request: Request, job: JobDep, session: SessionDep) -> Response:
-    return render(request, "jobs/detail.html", _job_context(session, job), block="outcome")
+def job_outcome(
+    request: Request, job: JobDep, session: SessionDep, settings: SettingsDep
+) -> Response:
+    return render(
+        request, "jobs/detail.html", _job_context(session, job, settings), block="outcome"
+    )
 
 
 @router.get("/jobs/{job_id}/misclassified", response_class=HTMLResponse)
@@ -193,7 +203,10 @@ def job_misclassified(
 
 
 @router.post("/jobs/{job_id}/cancel", response_class=HTMLResponse)
-def job_cancel(request: Request, job: JobDep, session: SessionDep) -> Response:
+def job_cancel(
+    request: Request, job: JobDep, session: SessionDep, settings: SettingsDep
+) -> Response:
     if not job.status.finished:
         jobs.request_cancel(session, job)
-    return render(request, "jobs/detail.html", _job_context(session, job), block="status")
+    context = _job_context(session, job, settings)
+    return render(request, "jobs/detail.html", context, block="status")

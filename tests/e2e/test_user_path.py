@@ -231,6 +231,7 @@ def test_frozen_minilm_job_draws_its_chart_live_then_shows_results(
     figures = results.locator(".figures")
     expect(figures).to_contain_text("test accuracy")
     expect(figures).to_contain_text("chosen on validation loss")
+    expect(results).to_contain_text("SentenceTransformer(folder).encode(texts)")  # what loads it
     accuracy = float(figures.locator(".figure").first.inner_text().rstrip("%"))
     assert accuracy >= 50, f"MiniLM frozen features scored {accuracy}% on BBC News"
     confusion = results.locator("table.confusion").first
