@@ -58,6 +58,8 @@ def test_a_resumed_text_run_ends_where_an_uninterrupted_one_does(tmp_path, tiny_
     assert any("resumed from a checkpoint" in line for line in second.logs)
     assert result.metrics["test_accuracy"] == expected.metrics["test_accuracy"]
     assert result.metrics["val_loss"] == pytest.approx(expected.metrics["val_loss"], rel=1e-5)
+    if strategy == "lp_ft":  # the fitted probe's path survives the restart
+        assert result.metrics["probe_search"] == expected.metrics["probe_search"]
     # The chart: every series point once, the same as the uninterrupted run's.
     for name in ("train_loss", "val_macro_f1"):
         got, want = second.series(name), whole.series(name)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,10 @@ class Checkpoints:
     path: Path
     every_seconds: float
     identity: str  # checkpoint.identity of the job: a foreign checkpoint is never resumed
-    stage: str  # "probe" or "training": lp_ft's two stages share one file
+    stage: str  # what the saved state is of ("training")
+    # What earlier stages found, saved with the state so a resumed run reports it too
+    # (lp_ft's fitted probe: its L2 path).
+    info: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -182,6 +185,7 @@ def fit(
             "last_epoch": last_epoch,
             "after": _outcome_meta(after),
             "rng": _rng_state(source),
+            "info": checkpoints.info,
         }
         checkpoint.save(
             checkpoints.path,

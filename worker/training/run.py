@@ -88,8 +88,8 @@ def run_training(spec: TrainSpec, reporter: Reporter) -> TrainResult:
     if state is not None:
         reporter.rewind(step=state["meta"]["run_step"])
 
-    def checkpoints(stage: str) -> Checkpoints:
-        return Checkpoints(ckpt_path, spec.checkpoint_every_seconds, identity, stage)
+    def checkpoints(stage: str, info: dict[str, Any]) -> Checkpoints:
+        return Checkpoints(ckpt_path, spec.checkpoint_every_seconds, identity, stage, info)
 
     def resume_for(stage: str) -> dict[str, Any] | None:
         return state if state is not None and state["meta"]["stage"] == stage else None
@@ -110,6 +110,8 @@ def run_training(spec: TrainSpec, reporter: Reporter) -> TrainResult:
         if resume_for("training") is not None:  # the probe finished before the checkpoint
             probe = outcome_from(resume_for("training") or {})
             assert probe is not None
+            saved = (resume_for("training") or {})["meta"].get("info", {})
+            head.info.update({k: v for k, v in saved.items() if k.startswith("probe_")})
         else:
             probe = fitted_head(head, prefix="probe", phase="probe", report_path=False)
             _report_probe(reporter, probe)
@@ -144,7 +146,7 @@ def run_training(spec: TrainSpec, reporter: Reporter) -> TrainResult:
             device=device,
             reporter=reporter,
             after=probe,
-            checkpoints=checkpoints("training"),
+            checkpoints=checkpoints("training", stage.info),
             resume=resume_for("training"),
             # A fresh head may need larger steps (the classifier says); lp_ft's is fitted.
             head_modules=clf.head_modules,
