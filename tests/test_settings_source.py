@@ -19,8 +19,10 @@ from app.jobs.strategies import CONCRETE, Strategy
 from tests.factories import labelled_texts, write_csv
 from tests.jobs_api import upload_csv
 from worker.training.hyperparameters import (
+    AUTO,
     SETTINGS,
     STRATEGIES,
+    STRATEGY_TEXT,
     JobSetting,
     TrainParams,
     check_params,
@@ -36,7 +38,8 @@ def test_the_api_the_form_and_the_spec_know_the_same_settings(
     schema = JobParams.model_json_schema()["properties"]
     assert set(schema) == NAMES | WORKER_ONLY
     assert {f.name for f in FORM_FIELDS} == NAMES | WORKER_ONLY
-    assert {s.value for s in CONCRETE} == set(STRATEGIES)
+    assert [s.value for s in CONCRETE] == list(STRATEGIES)
+    assert {s.value for s in Strategy} == set(STRATEGY_TEXT) == {*STRATEGIES, AUTO}
 
     dataset = upload_csv(client, write_csv(tmp_path / "s.csv", labelled_texts(10)))
     form = client.get(f"/jobs/new?dataset_id={dataset['id']}").text

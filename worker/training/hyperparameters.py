@@ -1,5 +1,6 @@
-"""Every setting a job takes, in one place: its name, type, default (per strategy and per
-modality where they differ), limits, label and help text.
+"""The strategies and every setting a job takes, in one place: each strategy's name, title
+and help; each setting's name, type, default (per strategy and per modality where they
+differ), limits, label and help text.
 
 `TrainParams` below is the list: one field per setting, its metadata made by `setting()`.
 Everything else is derived from it, so adding a setting is one field here:
@@ -23,6 +24,39 @@ FINETUNE_FULL = "finetune_full"  # every parameter
 FINETUNE_LORA = "finetune_lora"  # low-rank adapters (PEFT) + head; exported merged
 LP_FT = "lp_ft"  # linear probe on cached features, then every parameter from that head
 STRATEGIES = (TRANSFER_FROZEN, TRANSFER_TOP_K, FINETUNE_FULL, FINETUNE_LORA, LP_FT)
+AUTO = "auto"  # resolved to one of the above when the job starts (app/jobs/recommend.py)
+# What each strategy is called and means to a user: the form, the job pages and the docs.
+STRATEGY_TEXT: dict[str, tuple[str, str]] = {
+    TRANSFER_FROZEN: (
+        "Transfer learning — frozen features",
+        "The backbone runs once per example and is cached; a new head is fitted on it to "
+        "convergence. Seconds to minutes; the strong baseline to run first.",
+    ),
+    TRANSFER_TOP_K: (
+        "Transfer learning — top k layers",
+        "Embeddings and lower layers stay frozen; the top k layers and the head train. "
+        "Cheaper than full fine-tuning, adapts the features that matter most.",
+    ),
+    FINETUNE_FULL: (
+        "Fine-tuning — all layers",
+        "Every weight trains. Slowest; usually the most accurate with thousands of examples.",
+    ),
+    FINETUNE_LORA: (
+        "Fine-tuning — LoRA adapters",
+        "Small low-rank adapters (PEFT) and the head train; the export has the adapters "
+        "merged in. Little optimizer memory: good for big models on GPUs.",
+    ),
+    LP_FT: (
+        "LP-FT — probe, then fine-tune",
+        "The frozen-features head is fitted first, then all layers train from that head, so "
+        "early updates do not wreck the pretrained features.",
+    ),
+    AUTO: (
+        "Auto — recommend one for this data",
+        "Picks one of the above from the data size, examples per class, the model, the "
+        "device and a quick probe, and says why.",
+    ),
+}
 # Frozen features fit their head to convergence (head_fit.py): no steps, so none of the
 # settings that shape steps apply to them.
 STEPPING = (TRANSFER_TOP_K, FINETUNE_FULL, FINETUNE_LORA, LP_FT)
