@@ -6,6 +6,7 @@ import csv
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 LABELS = ["sport", "money", "music"]
 CLASS_WORDS = [
@@ -29,6 +30,22 @@ def synthetic_text(rng: random.Random, label: int, *, max_filler: int = 30) -> s
     return " ".join(words)
 
 
+def write_tiny_bert_config(folder: Path, **config: Any) -> Any:
+    """A BERT folder's vocabulary (the synthetic texts' words), tokenizer config and
+    BertConfig (`config`: its sizes), written into `folder`; returns the config."""
+    from transformers import BertConfig
+
+    folder.mkdir(parents=True, exist_ok=True)
+    vocab = SPECIAL + FILLER + [w for words in CLASS_WORDS for w in words]
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    (folder / "tokenizer_config.json").write_text(
+        json.dumps({"tokenizer_class": "BertTokenizer", "do_lower_case": True})
+    )
+    bert = BertConfig(vocab_size=len(vocab), num_hidden_layers=2, num_attention_heads=2, **config)
+    bert.save_pretrained(folder)  # the tokenizer reads model_type from it
+    return bert
+
+
 def make_tiny_bert(folder: Path) -> str:
     """A 2-layer BERT saved like a pretrained model folder (BertModel weights with pooler,
     no classification head, fast tokenizer), so loading it exercises the real path.
@@ -38,24 +55,15 @@ def make_tiny_bert(folder: Path) -> str:
     features would teach nothing.
     """
     import torch
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+    from transformers import AutoTokenizer, BertForSequenceClassification
 
-    folder.mkdir(parents=True, exist_ok=True)
-    vocab = SPECIAL + FILLER + [w for words in CLASS_WORDS for w in words]
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    (folder / "tokenizer_config.json").write_text(
-        json.dumps({"tokenizer_class": "BertTokenizer", "do_lower_case": True})
-    )
-    config = BertConfig(
-        vocab_size=len(vocab),
+    config = write_tiny_bert_config(
+        folder,
         hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
         intermediate_size=64,
         max_position_embeddings=128,
         num_labels=len(LABELS),
     )
-    config.save_pretrained(folder)  # the tokenizer reads model_type from it
     tokenizer = AutoTokenizer.from_pretrained(folder)
     rng = random.Random(99)
     corpus = [(synthetic_text(rng, i % len(LABELS)), i % len(LABELS)) for i in range(512)]

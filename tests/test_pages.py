@@ -113,9 +113,10 @@ def test_confusion_cell_lists_its_misclassified_examples(
 
     from app.config import get_settings
     from app.db import get_sessionmaker
-    from app.jobs.artifacts import VALIDATION_PREDICTIONS, job_dir
+    from app.jobs.artifacts import job_dir
     from app.jobs.models import Job, JobStatus
     from app.jobs.strategies import Strategy
+    from worker.training.job_files import VALIDATION_PREDICTIONS
 
     dataset = upload_csv(client, write_csv(tmp_path / "m.csv", labelled_texts(10)))
     with get_sessionmaker()() as session:

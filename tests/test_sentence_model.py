@@ -21,9 +21,9 @@ import torch
 from safetensors import safe_open
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
-from transformers import AutoTokenizer, BertConfig, BertModel
+from transformers import AutoTokenizer, BertModel
 
-from tests.factories import CLASS_WORDS, FILLER, LABELS, SPECIAL
+from tests.factories import LABELS, write_tiny_bert_config
 from tests.test_training_text import make_spec, synthetic_examples, unzip
 from worker.training.classifier import load_classifier
 from worker.training.evaluation import full_report
@@ -45,21 +45,9 @@ def make_tiny_sentence_model(folder: Path) -> str:
     """A random 2-layer BERT (width 16) with a fast tokenizer, saved as a sentence-transformers
     folder: Transformer, 1_Pooling (mean), 2_Normalize, as all-MiniLM-L6-v2 is laid out."""
     bert = folder.with_name(folder.name + "-bert")
-    bert.mkdir(parents=True)
-    vocab = SPECIAL + FILLER + [w for words in CLASS_WORDS for w in words]
-    (bert / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    (bert / "tokenizer_config.json").write_text(
-        json.dumps({"tokenizer_class": "BertTokenizer", "do_lower_case": True})
+    config = write_tiny_bert_config(
+        bert, hidden_size=16, intermediate_size=32, max_position_embeddings=64
     )
-    config = BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=16,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=32,
-        max_position_embeddings=64,
-    )
-    config.save_pretrained(bert)
     tokenizer = AutoTokenizer.from_pretrained(bert)
     torch.manual_seed(0)
     BertModel(config).save_pretrained(bert)

@@ -9,9 +9,6 @@ from typing import Any
 from app.config import Settings
 from worker.training import job_files
 
-# The names inside a job's folder are job_files'; this module finds the folder by id.
-VALIDATION_PREDICTIONS = job_files.VALIDATION_PREDICTIONS
-
 
 def job_dir(settings: Settings, job_id: int) -> Path:
     """The one folder of a job, by id: everything it writes (worker/training/job_files.py)."""

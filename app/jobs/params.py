@@ -102,7 +102,7 @@ FORM_FIELDS: tuple[FormField, ...] = (
             one.setting.help,
             minimum=one.setting.minimum,
             maximum=one.setting.maximum,
-            placeholder=one.setting.placeholder,
+            placeholder=one.setting.placeholder or format(one.default, "g"),
         )
         for one in SETTINGS
     ),

@@ -27,6 +27,7 @@ from torch import nn
 from worker.training import job_files
 from worker.training.atomic_file import replacing
 from worker.training.classifier import Classifier
+from worker.training.hyperparameters import SETTINGS, STEPPING
 from worker.training.spec import TRANSFER_FROZEN, TrainSpec
 
 # Weights barely compress; deflating them would only cost time.
@@ -39,8 +40,8 @@ def write_json(path: Path, value: Any) -> None:
         tmp.write_text(json.dumps(value, ensure_ascii=False), encoding="utf-8")
 
 
-# What a head fitted to convergence (frozen features) never reads.
-STEPPING_ONLY = ("epochs", "learning_rate", "warmup_ratio", "patience", "weight_decay")
+# What a head fitted to convergence (frozen features) never reads: the settings of steps.
+STEPPING_ONLY = {s.name for s in SETTINGS if s.setting.strategies == STEPPING}
 
 
 def training_args(

@@ -124,9 +124,9 @@ def fit_head(
             train_loss = F.cross_entropy(forward({"features": x_train}).float(), y_train).item()
             val_logits = forward({"features": x_val}).float().cpu().numpy()
         scores = summary_scores(val_logits, val_labels)
-        path.append({"l2": l2, "train_loss": train_loss, "iterations": done} | _val(scores))
+        path.append({"l2": l2, "train_loss": train_loss, "iterations": done} | val_values(scores))
         if report_path:
-            values = {"train_loss": train_loss, "head_l2": l2} | _val(scores)
+            values = {"train_loss": train_loss, "head_l2": l2} | val_values(scores)
             reporter.metrics(step=i, epoch=float(i), values=values)
         reporter.progress(step=i, total_steps=len(L2_STRENGTHS), phase=phase)
         reporter.log(
@@ -204,5 +204,5 @@ def _objective(
     return objective
 
 
-def _val(scores: dict[str, float]) -> dict[str, float]:
+def val_values(scores: dict[str, float]) -> dict[str, float]:
     return {f"val_{k}": v for k, v in scores.items()}

@@ -76,7 +76,7 @@ class Setting:
     per_strategy: dict[str, Any] | None = None  # defaults that differ by strategy
     per_image_strategy: dict[str, Any] | None = None  # … and for image models
     strategies: tuple[str, ...] = STRATEGIES  # the strategies that read it
-    placeholder: str = ""  # what the empty form field shows
+    placeholder: str = ""  # what the empty form field shows (default: the default)
     max_items: int | None = None  # lists
 
 
@@ -114,7 +114,6 @@ class TrainParams:
         help="Rows per training step (and twice that per features or evaluation pass).",
         minimum=1,
         maximum=1024,
-        placeholder="16",
     )
     learning_rate: float | None = setting(
         None,
@@ -135,7 +134,6 @@ class TrainParams:
         help="Longer texts are cut to this many tokens.",
         minimum=8,
         maximum=512,
-        placeholder="128",
     )
     seed: int = setting(
         42,
@@ -143,7 +141,6 @@ class TrainParams:
         help="Fixes the split, the new head's start and the batch order.",
         minimum=0,
         maximum=2**31 - 1,
-        placeholder="42",
     )
     weight_decay: float = setting(
         0.01,
@@ -152,7 +149,6 @@ class TrainParams:
         minimum=0,
         maximum=1,
         strategies=STEPPING,
-        placeholder="0.01",
     )
     warmup_ratio: float = setting(
         0.06,
@@ -162,7 +158,6 @@ class TrainParams:
         maximum=1,
         exclusive_maximum=True,
         strategies=STEPPING,
-        placeholder="0.06",
     )
     label_smoothing: float = setting(
         0.0,
@@ -173,7 +168,6 @@ class TrainParams:
         maximum=1,
         exclusive_maximum=True,
         strategies=STEPPING,
-        placeholder="0",
     )
     # Early stopping on validation macro-F1: stop after this many epochs without a better
     # one (None: run every epoch). The best epoch is what gets tested and exported either way.
@@ -202,7 +196,6 @@ class TrainParams:
         minimum=1,
         maximum=256,
         strategies=(FINETUNE_LORA,),
-        placeholder="8",
     )
     lora_alpha: int = setting(
         16,
@@ -211,7 +204,6 @@ class TrainParams:
         minimum=1,
         maximum=1024,
         strategies=(FINETUNE_LORA,),
-        placeholder="16",
     )
     lora_dropout: float = setting(
         0.1,
@@ -221,7 +213,6 @@ class TrainParams:
         maximum=1,
         exclusive_maximum=True,
         strategies=(FINETUNE_LORA,),
-        placeholder="0.1",
     )
     # None: the architecture's defaults (text_model.LAYOUTS, image_model's LoRA targets)
     lora_target_modules: tuple[str, ...] | None = setting(

@@ -29,7 +29,7 @@ from worker.training import checkpoint, job_files
 from worker.training.classifier import count_params, load_classifier
 from worker.training.evaluation import full_report, predict_logits, validation_predictions
 from worker.training.export import export_model, write_json
-from worker.training.head_fit import fit_stage
+from worker.training.head_fit import fit_stage, val_values
 from worker.training.loop import Checkpoints, FitOutcome, fit, outcome_from
 from worker.training.reporting import Reporter
 from worker.training.spec import (
@@ -218,8 +218,7 @@ def run_training(spec: TrainSpec, reporter: Reporter) -> TrainResult:
 
 def _report_probe(reporter: Reporter, probe: FitOutcome) -> None:
     """lp_ft's fitted probe as the curves' epoch 0: where fine-tuning starts from."""
-    values = {f"val_{k}": v for k, v in probe.best_validation.items()}
-    reporter.metrics(step=0, epoch=0.0, values=values)
+    reporter.metrics(step=0, epoch=0.0, values=val_values(probe.best_validation))
 
 
 def resolve_device(name: str) -> torch.device:
