@@ -284,10 +284,18 @@ def jobs_run(
         )
         raise typer.Exit(1)
     results = final["results"] or {}
+    # The headline first (what ranks runs of this task), then the task's other test scores.
+    headline = results.get("headline_metric", "test_macro_f1")
+    scores = sorted(
+        (k for k, v in results.items() if k.startswith("test_") and isinstance(v, float)),
+        key=lambda k: (k != headline, k),
+    )
+    shown = ", ".join(
+        f"{k.removeprefix('test_').replace('_', ' ')} {results[k]:.4f}" for k in scores
+    )
     typer.secho(
-        f"job {final['id']} succeeded: test accuracy {results.get('test_accuracy', 0):.4f}, "
-        f"macro-F1 {results.get('test_macro_f1', 0):.4f}; `tuneboard jobs export {final['id']}` "
-        "downloads it",
+        f"job {final['id']} succeeded: test {shown} (headline: {headline.removeprefix('test_')}); "
+        f"`tuneboard jobs export {final['id']}` downloads it",
         fg=typer.colors.GREEN,
     )
 

@@ -82,8 +82,19 @@ function formatBytes(n) {
 
 const CHARTS = {
   loss: { title: "Loss", series: [["train_loss", "train loss", "#2563eb"], ["val_loss", "validation loss", "#dc2626"]] },
+  // The task's curves (data-series on the chart: [[name, label], …]), classification's here.
   quality: { title: "Validation quality", series: [["val_accuracy", "accuracy", "#16a34a"], ["val_macro_f1", "macro-F1", "#9333ea"]] },
 };
+const QUALITY_COLOURS = ["#16a34a", "#9333ea"];
+// What ranks epochs (the task's headline, data-headline on the chart) and which way.
+let HEADLINE = { name: "val_macro_f1", higher: true };
+
+function readTaskCurves(box) {
+  const el = box.querySelector('[data-chart="quality"]');
+  if (!el || !el.dataset.series) return;
+  CHARTS.quality.series = JSON.parse(el.dataset.series).map(([name, label], i) => [name, label, QUALITY_COLOURS[i % 2]]);
+  HEADLINE = { name: el.dataset.headline, higher: el.dataset.higher === "1" };
+}
 
 function alignSeries(series, names) {
   // uPlot wants one x array; series sampled at other epochs get nulls, joined by spanGaps.
@@ -109,12 +120,13 @@ function firstBest(points, better) {
   return points.epoch[best];
 }
 
-function bestEpoch(series) {
-  // Mark the point the job keeps: the training loop's first epoch with the highest validation
-  // macro-F1, or on a frozen head's L2 path (series.head_l2) the first strength with the
-  // lowest validation loss.
+function bestEpoch(series, headline = HEADLINE) {
+  // Mark the point the job keeps: the training loop's first epoch with the best validation
+  // headline score (macro-F1 for the classifications; a regression's chosen metric), or on
+  // a frozen head's L2 path (series.head_l2) the first strength with the lowest validation
+  // loss.
   if (series.head_l2) return firstBest(series.val_loss, (a, b) => a < b);
-  return firstBest(series.val_macro_f1, (a, b) => a > b);
+  return firstBest(series[headline.name], headline.higher ? (a, b) => a > b : (a, b) => a < b);
 }
 
 function formatL2(v) {
@@ -166,6 +178,7 @@ function epochMarkers(marks) {
 function setupCharts() {
   const box = document.getElementById("charts");
   if (!box || typeof uPlot === "undefined") return;
+  readTaskCurves(box);
   const plots = {};
   let marks = [];
   let path = null; // series.head_l2 of a frozen head's L2 path, else null: x is epochs
@@ -224,6 +237,11 @@ function setupOverlay() {
   const ids = JSON.parse(box.dataset.jobs);
   const labels = JSON.parse(box.dataset.labels);
   const choice = document.getElementById("overlay-metric");
+  // What the runs are ranked by: the first option is the task's headline unless another
+  // score was chosen for the comparison (then that one is selected).
+  const headline = choice
+    ? { name: choice.value, higher: choice.dataset.higher === "1" }
+    : HEADLINE;
   let bodies = [];
   let plot = null;
 
@@ -264,7 +282,7 @@ function setupOverlay() {
     bodies.forEach((b, i) => {
       const own = series["job" + i];
       if (!own || !b.series.head_l2) return;
-      const at = own.epoch.indexOf(bestEpoch(b.series));
+      const at = own.epoch.indexOf(bestEpoch(b.series, headline));
       const flat = from < to ? [from, to] : [1];
       if (at < 0) delete series["job" + i];
       else series["job" + i] = { epoch: flat, value: flat.map(() => own.value[at]) };

@@ -68,7 +68,7 @@ def test_the_cli_uploads_runs_follows_and_exports(tmp_path: Path) -> None:
                 "--param", "learning_rate=0.003",
             )  # fmt: skip
             assert job.returncode == 0, (job.stdout, job.stderr)
-            assert "succeeded: test accuracy" in job.stdout
+            assert "succeeded: test macro f1" in job.stdout and "headline: macro_f1" in job.stdout
             job_id = re.search(r"job (\d+) queued", job.stdout).group(1)
 
             exported = run("jobs", "export", job_id, "-o", "model.zip")

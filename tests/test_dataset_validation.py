@@ -12,10 +12,10 @@ from app.datasets.parsing import DatasetFormat, ParseError, Table, read_table
 from app.datasets.validation import (
     Report,
     extract_examples,
-    label_text,
     report_from_parse_error,
     validate,
 )
+from worker.training.tasks.classification import read_label
 
 
 def csv_table(tmp_path: Path, header: str, rows: list[str]) -> Table:
@@ -248,8 +248,8 @@ def test_report_from_parse_error() -> None:
         (True, "true"),
     ],
 )
-def test_label_text(value: object, expected: str | None) -> None:
-    assert label_text(value) == expected
+def test_read_label(value: object, expected: str | None) -> None:
+    assert read_label(value) == expected
 
 
 def test_extract_examples_normalises_labels(tmp_path: Path) -> None:

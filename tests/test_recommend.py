@@ -17,7 +17,7 @@ def pick(**overrides: object):
         num_classes=5,
         model_parameters=MINILM,
         on_gpu=False,
-        probe_macro_f1=None,
+        probe_score=None,
     )
     args.update(overrides)
     return recommend(**args)  # type: ignore[arg-type]
@@ -35,9 +35,9 @@ def pick(**overrides: object):
         ({"model_parameters": 110_000_000}, Strategy.transfer_top_k),
         ({"model_parameters": 110_000_000, "on_gpu": True}, Strategy.lp_ft),
         ({"model_parameters": 350_000_000, "on_gpu": True}, Strategy.finetune_lora),
-        ({"probe_macro_f1": 0.96}, Strategy.transfer_frozen),
-        ({"probe_macro_f1": 0.94}, Strategy.lp_ft),
-        ({"train_rows": 9000, "probe_macro_f1": 0.97}, Strategy.transfer_frozen),
+        ({"probe_score": 0.96}, Strategy.transfer_frozen),
+        ({"probe_score": 0.94}, Strategy.lp_ft),
+        ({"train_rows": 9000, "probe_score": 0.97}, Strategy.transfer_frozen),
     ],
 )
 def test_rule(overrides: dict, expected: Strategy) -> None:
@@ -47,7 +47,7 @@ def test_rule(overrides: dict, expected: Strategy) -> None:
 def test_reason_is_one_sentence_with_the_numbers() -> None:
     small = pick(train_rows=120, min_per_class=12)
     assert "120" in small.reason and "12" in small.reason and not small.wants_probe
-    probed = pick(probe_macro_f1=0.962)
+    probed = pick(probe_score=0.962)
     assert "96.2%" in probed.reason and not probed.wants_probe
     assert pick().wants_probe  # a mid-sized set is where the probe can change the answer
-    assert pick(probe_macro_f1=0.5).reason.endswith("room to improve).")
+    assert pick(probe_score=0.5).reason.endswith("room to improve).")

@@ -26,7 +26,6 @@ from transformers import AutoTokenizer, BertModel
 from tests.factories import LABELS, write_tiny_bert_config
 from tests.test_training_text import make_spec, synthetic_examples, unzip
 from worker.training.classifier import load_classifier
-from worker.training.evaluation import full_report
 from worker.training.predictor import SentencePredictor, load_predictor
 from worker.training.reporting import MemoryReporter
 from worker.training.run import run_training, seed_everything
@@ -36,6 +35,7 @@ from worker.training.sentence_model import (
     declared_pipeline,
 )
 from worker.training.spec import STRATEGIES, TrainSpec
+from worker.training.tasks.classification import full_report
 from worker.training.text_model import TextClassifier
 
 CPU = torch.device("cpu")
@@ -218,22 +218,23 @@ def test_the_cards_snippet_runs_verbatim_and_the_playground_agrees(tmp_path, tin
     label, probabilities = out.stdout.strip().splitlines()[-1].split(" ", 1)
     predictor = load_predictor(export / "model")
     assert isinstance(predictor, SentencePredictor) and predictor.labels == LABELS
-    [expected] = predictor.texts(["some text to classify"])
+    [outputs] = predictor.texts(["some text to classify"])
+    expected = torch.tensor(outputs).softmax(-1).tolist()
     shown = json.loads(probabilities.replace("'", '"'))
     assert list(shown) == LABELS
     assert list(shown.values()) == pytest.approx(expected, abs=1e-5)
     assert label == LABELS[int(np.argmax(expected))]
 
     # Pairs, and truncation at the job's max_length (12 of up to 40 tokens): encode gives the
-    # logits the job tested, and the playground their softmax.
+    # logits the job tested, and the playground reads the same.
     assert SentenceTransformer(str(export / "model"), device="cpu").max_seq_length == 12
     logits = encoded_logits(export / "model", spec, spec.test_idx)
     report = full_report(logits, np.asarray(examples.labels)[spec.test_idx], LABELS)
     assert report["loss"] == pytest.approx(m["test_loss"], abs=1e-5)
     texts = [examples.texts[i] for i in spec.test_idx]
     pairs = [examples.text_pairs[i] for i in spec.test_idx] if examples.text_pairs else None
-    probs = predictor.texts(texts, pairs)
-    np.testing.assert_allclose(probs, torch.from_numpy(logits).softmax(-1).numpy(), atol=1e-5)
+    outputs = predictor.texts(texts, pairs)
+    np.testing.assert_allclose(outputs, logits, atol=1e-5)
     assert predictor.texts([]) == []
 
 

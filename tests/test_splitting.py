@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from app.datasets.splitting import Split, stratified_split
+from worker.training.tasks.splitting import Split, stratified_split
 
 
 def labels_of(counts: dict[str, int]) -> list[str]:

@@ -36,13 +36,13 @@ from tests.test_training_text import (
     unzip,
 )
 from worker.training.classifier import count_params, resolve_top_k
-from worker.training.evaluation import full_report
 from worker.training.lora import add_lora, merged
 from worker.training.probe import probe_score
 from worker.training.reporting import MemoryReporter
 from worker.training.run import run_training
 from worker.training.spec import STRATEGIES, TextExamples, TrainParams
 from worker.training.strategies import PREPARE, all_layers, head_on_features
+from worker.training.tasks.classification import full_report
 from worker.training.text_model import TextClassifier, load_text_model
 
 BERT_BLOCK = [

@@ -184,7 +184,7 @@ def test_batch_norms_keep_their_pretrained_statistics(tmp_path, tiny_models, col
         stage.trained,
         stage.forward,
         stage.source,
-        np.asarray(colour_images.labels),
+        spec.job_task(),
         train_idx=spec.train_idx,
         validation_idx=spec.validation_idx,
         params=replace(spec.params, epochs=1),

@@ -29,11 +29,11 @@ from transformers import (
 
 from tests.factories import FILLER, LABELS, make_tiny_bert, synthetic_text, tiny_classifier
 from worker.training.classifier import count_params, freeze_all_but
-from worker.training.evaluation import full_report
 from worker.training.feature_cache import cache_key
 from worker.training.reporting import Cancelled, MemoryReporter
 from worker.training.run import run_training
 from worker.training.spec import STRATEGIES, TextExamples, TrainParams, TrainSpec
+from worker.training.tasks.classification import full_report
 from worker.training.text_data import length_grouped_batches, sorted_batches
 from worker.training.text_model import first_token_state, head_of, load_text_model
 

@@ -32,7 +32,8 @@ def train(job: Job, reporter: DatabaseReporter):  # noqa: ANN202 - TrainResult, 
     device = pick_device(Device(job.device))
     reporter.log(
         f"{len(data.train_idx)} train / {len(data.validation_idx)} validation / "
-        f"{len(data.test_idx)} test examples, {len(data.label_names)} classes, device {device}"
+        f"{len(data.test_idx)} test examples, {_outputs(job.dataset.task, data)}, "
+        f"device {device}"
     )
     model_path = local_model_path(entry)
     strategy = job.strategy
@@ -74,7 +75,15 @@ def spec_for(job, data, entry, model_path, strategy, params, device):  # noqa: A
         torch_threads=settings.torch_threads,
         architecture=entry.architecture,
         checkpoint_every_seconds=settings.checkpoint_every_seconds,
+        task=job.dataset.task,
     )
+
+
+def _outputs(task: str, data) -> str:  # noqa: ANN001 - TrainingData
+    if task == "regression":
+        return f"target {data.label_names[0]!r}"
+    noun = "labels" if task == "multi_label" else "classes"
+    return f"{len(data.label_names)} {noun}"
 
 
 def choose_strategy(job, data, entry, model_path, device, reporter) -> Strategy:  # noqa: ANN001
@@ -82,13 +91,20 @@ def choose_strategy(job, data, entry, model_path, device, reporter) -> Strategy:
     can change the answer (its features stay cached for the job that follows)."""
     from worker.training.probe import probe_score
 
-    counts = Counter(data.labels[i] for i in data.train_idx)
+    task = job.dataset.task
+    if task == "multi_label":
+        counts = Counter(j for i in data.train_idx for j in data.labels[i])
+    elif task == "classification":
+        counts = Counter(data.labels[i] for i in data.train_idx)
+    else:  # regression: no classes; the rows are what there is to learn from
+        counts = Counter({0: len(data.train_idx)})
     facts = {
         "train_rows": len(data.train_idx),
         "min_per_class": min(counts.values()),
         "num_classes": len(data.label_names),
         "model_parameters": entry.parameters,
         "on_gpu": device == "cuda",
+        "task": task,
     }
     choice = recommend(**facts)
     if choice.wants_probe:
@@ -97,7 +113,7 @@ def choose_strategy(job, data, entry, model_path, device, reporter) -> Strategy:
         spec = spec_for(
             job, data, entry, model_path, Strategy.transfer_frozen, probe_params, device
         )
-        choice = recommend(**facts, probe_macro_f1=probe_score(spec, reporter))
+        choice = recommend(**facts, probe_score=probe_score(spec, reporter))
     reporter.log(f"auto picked {choice.strategy.value}: {choice.reason}")
     with get_sessionmaker()() as session:
         job_records.record_strategy(session, job.id, strategy=choice.strategy, reason=choice.reason)

@@ -30,7 +30,6 @@ from worker.allocator import release_freed_memory
 from worker.training import job_files
 
 log = logging.getLogger("tuneboard.predict")
-RESULT_COLUMNS = ["predicted", "confidence", "error"]
 LOADED_MODELS = 3  # models kept in memory, least recently used dropped first
 _loaded: OrderedDict[tuple[int, int], Any] = OrderedDict()
 
@@ -53,11 +52,6 @@ def _predictor(job_id: int) -> Any:
     return predictor
 
 
-def _ranked(labels: list[str], probabilities: list[float]) -> dict[str, float]:
-    pairs = sorted(zip(labels, probabilities, strict=True), key=lambda p: -p[1])
-    return {label: round(p, 6) for label, p in pairs}
-
-
 def _answer(prediction: Prediction, where: Path) -> dict[str, Any]:
     from worker.predict_images import read_image
 
@@ -66,13 +60,13 @@ def _answer(prediction: Prediction, where: Path) -> dict[str, Any]:
     request = json.loads(request_file.read_text()) if request_file.is_file() else {}
     if prediction.kind == PredictionKind.text:
         pairs = [request["text_pair"]] if request.get("text_pair") is not None else None
-        probabilities = predictor.texts([request["text"]], pairs)[0]
-        return {"probabilities": _ranked(predictor.labels, probabilities)}
+        outputs = predictor.texts([request["text"]], pairs)[0]
+        return predictor.task.answer(outputs, predictor.labels, predictor.config)
     if prediction.kind == PredictionKind.image:
         cap = get_settings().max_predict_image_pixels
         tensor = read_image(where / "input", predictor.preprocessing, cap)
-        probabilities = predictor.classify([tensor])[0]
-        return {"probabilities": _ranked(predictor.labels, probabilities)}
+        outputs = predictor.classify([tensor])[0]
+        return predictor.task.answer(outputs, predictor.labels, predictor.config)
     if "files" in request:
         return _image_batch(predictor, where, request["files"])
     return _text_batch(predictor, where, request)
@@ -87,6 +81,8 @@ def _image_batch(predictor: Any, where: Path, files: list[str]) -> dict[str, Any
 
     cap = get_settings().max_predict_image_pixels
     rows: list[list[Any]] = []
+    task, labels, config = predictor.task, predictor.labels, predictor.config
+    results = task.csv_header(labels)
 
     def inputs() -> Iterator[tuple[int, Any]]:
         for name in files:
@@ -97,15 +93,17 @@ def _image_batch(predictor: Any, where: Path, files: list[str]) -> dict[str, Any
                     read_image(where / "images" / name, predictor.preprocessing, cap),
                 )
             except ImageRejected as exc:
-                rows[-1] += ["", "", str(exc), *([""] * len(predictor.labels))]
+                cells = [""] * len(results)
+                cells[results.index("error")] = str(exc)
+                rows[-1] += cells
 
     for group in batches(inputs()):
-        probabilities = predictor.classify([tensor for _, tensor in group])
-        for (row, _), p in zip(group, probabilities, strict=True):
-            rows[row] += _cells(predictor.labels, p)
-    header = ["file", *RESULT_COLUMNS, *(f"p({label})" for label in predictor.labels)]
-    write_csv(where / "predictions.csv", header, rows)
-    return {"rows": len(rows), "skipped": sum(1 for row in rows if row[3])}
+        outputs = predictor.classify([tensor for _, tensor in group])
+        for (row, _), out in zip(group, outputs, strict=True):
+            rows[row] += task.csv_cells(out, labels, config)
+    write_csv(where / "predictions.csv", ["file", *results], rows)
+    error = 1 + results.index("error")
+    return {"rows": len(rows), "skipped": sum(1 for row in rows if row[error])}
 
 
 def _text_batch(predictor: Any, where: Path, request: dict[str, Any]) -> dict[str, Any]:
@@ -113,21 +111,16 @@ def _text_batch(predictor: Any, where: Path, request: dict[str, Any]) -> dict[st
     columns = request["columns"]
     texts = [cell_text(row.get(columns[0])) for row in table.rows]
     pairs = [cell_text(row.get(columns[1])) for row in table.rows] if len(columns) > 1 else None
+    task, labels, config = predictor.task, predictor.labels, predictor.config
     rows = [
-        [line, text[:200], *_cells(predictor.labels, probabilities)]
-        for line, text, probabilities in zip(
+        [line, text[:200], *task.csv_cells(outputs, labels, config)]
+        for line, text, outputs in zip(
             table.lines, texts, predictor.texts(texts, pairs), strict=True
         )
     ]
-    header = ["line", "text", *RESULT_COLUMNS, *(f"p({label})" for label in predictor.labels)]
+    header = ["line", "text", *task.csv_header(labels)]
     write_csv(where / "predictions.csv", header, rows)
     return {"rows": len(rows), "skipped": 0}
-
-
-def _cells(labels: list[str], probabilities: list[float]) -> list[Any]:
-    """RESULT_COLUMNS, then one probability per label."""
-    best = max(range(len(labels)), key=lambda i: probabilities[i])
-    return [labels[best], round(probabilities[best], 6), "", *(round(p, 6) for p in probabilities)]
 
 
 @celery_app.task(name=PREDICT_TASK, acks_late=True)

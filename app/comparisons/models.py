@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import JSON, DateTime, ForeignKey, String
@@ -15,7 +15,9 @@ from app.jobs.models import Device, Job, JobOut
 from app.jobs.params import JobParams
 from app.jobs.strategies import CONCRETE, Strategy
 
-Metric = Literal["macro_f1", "accuracy"]
+# A test score of the dataset's task (worker/training/tasks/: "macro_f1", "accuracy",
+# "mae", …); when not given, the task's headline for the comparison's settings.
+Metric = str
 
 
 class Comparison(Base):
@@ -43,7 +45,11 @@ class ComparisonCreate(BaseModel):
     strategies: list[Strategy] = Field(
         default_factory=lambda: list(CONCRETE), min_length=2, max_length=len(CONCRETE)
     )
-    metric: Metric = "macro_f1"
+    metric: Metric | None = Field(
+        None,
+        max_length=32,
+        description="the test score that picks the winner (default: the task's headline)",
+    )
     device: Device = Device.auto
     params: JobParams = Field(default_factory=JobParams)
 

@@ -1,5 +1,6 @@
-"""Creating comparisons and judging them: the winner by the chosen test metric, and the
-cheapest run within one point of it — often the answer people actually want."""
+"""Creating comparisons and judging them: the winner by the chosen test score (the task's
+headline unless another is named), and the cheapest run within one point of it (or, for an
+error in the target's units, within 1 %) — often the answer people actually want."""
 
 from __future__ import annotations
 
@@ -10,12 +11,16 @@ from app.accounts.models import User
 from app.accounts.ownership import owned
 from app.comparisons.models import Comparison, ComparisonCreate, ComparisonOut, ComparisonRow
 from app.config import Settings
+from app.datasets.models import Dataset
 from app.jobs.models import Job, JobOut, JobStatus
 from app.jobs.params import resolve_params
-from app.jobs.service import admit, send
+from app.jobs.service import InvalidJob, admit, send
 from app.workers.service import queue_for
+from worker.training.tasks import get_task
+from worker.training.tasks.base import SHARES, higher_is_better
 
-ONE_POINT = 0.01
+ONE_POINT = 0.01  # of a share (accuracy, F1, R²): one percentage point
+ONE_PERCENT = 1.01  # of an error in the target's units (MAE, RMSE)
 
 
 def create_comparison(
@@ -31,12 +36,21 @@ def create_comparison(
         owner=owner,
     )
     params = payload.params.model_dump()
+    dataset = session.get(Dataset, payload.dataset_id)
+    assert dataset is not None  # admit found it
+    task = get_task(dataset.task)
+    metric = payload.metric or task.headline(params).key
+    known = [key for key, _ in task.scores]
+    if metric not in known:
+        raise InvalidJob(
+            f"metric '{metric}' is not a score of {task.name}; choose one of {', '.join(known)}"
+        )
     queue = queue_for(session, payload.device)
     comparison = Comparison(
         owner_id=owner.id,
         dataset_id=payload.dataset_id,
         model=payload.model,
-        metric=payload.metric,
+        metric=metric,
         params=params,
     )
     # Same dataset, same seed, hence the same split: only the strategy differs.
@@ -83,8 +97,11 @@ def judge(comparison: Comparison) -> ComparisonOut:
     winner = cheapest = None
     summary = None
     if done:
-        winner = max(done, key=lambda row: row.metric or 0.0)
-        close = [row for row in done if (row.metric or 0.0) >= (winner.metric or 0.0) - ONE_POINT]
+        higher = higher_is_better(comparison.metric)
+        sign = 1.0 if higher else -1.0
+        winner = max(done, key=lambda row: sign * (row.metric or 0.0))
+        best = winner.metric or 0.0
+        close = [row for row in done if _close(comparison.metric, row.metric or 0.0, best)]
         cheapest = min(close, key=lambda row: row.wall_seconds or float("inf"))
         summary = _summary(comparison.metric, winner, cheapest)
     return ComparisonOut(
@@ -102,13 +119,31 @@ def judge(comparison: Comparison) -> ComparisonOut:
     )
 
 
+def _close(metric: str, value: float, best: float) -> bool:
+    """Within one point of the best score (a share, R², ρ), or within 1 % of the best
+    error in the target's units."""
+    if higher_is_better(metric):
+        return value >= best - ONE_POINT
+    if metric in SHARES:  # Hamming loss
+        return value <= best + ONE_POINT
+    return value <= best * ONE_PERCENT
+
+
+def shown(metric: str, value: float | None) -> str:
+    """A score as people read it: shares as percents, errors in the target's units."""
+    if value is None:
+        return "—"
+    return f"{100 * value:.1f}%" if metric in SHARES else f"{value:.4g}"
+
+
 def _summary(metric: str, winner: ComparisonRow, cheapest: ComparisonRow) -> str:
-    name = "macro-F1" if metric == "macro_f1" else "accuracy"
-    best = f"{winner.job.strategy.label} scored best ({name} {100 * (winner.metric or 0):.1f}%)"
+    name = metric.replace("_", " ")
+    best = f"{winner.job.strategy.label} scored best ({name} {shown(metric, winner.metric)})"
     if cheapest.job.id == winner.job.id:
         return best + " and was also the cheapest run within one point."
     ratio = (winner.wall_seconds or 0) / max(cheapest.wall_seconds or 1e-9, 1e-9)
     return (
-        f"{best}; {cheapest.job.strategy.label} came within one point "
-        f"({100 * (cheapest.metric or 0):.1f}%) at {ratio:.1f}× less wall time."
+        f"{best}; {cheapest.job.strategy.label} came within "
+        f"{'one point' if metric in SHARES or higher_is_better(metric) else '1 %'} "
+        f"({shown(metric, cheapest.metric)}) at {ratio:.1f}× less wall time."
     )

@@ -31,6 +31,7 @@ from app.datasets.folders import dataset_folder, part_paths, stored_name
 from app.datasets.image_datasets import drop_archives, examine_images, is_image_archive
 from app.datasets.models import Dataset, DatasetStatus, Modality
 from app.datasets.parsing import ParseError, detect_format
+from app.datasets.task_labels import check_task
 from app.datasets.uploads import StoredUpload
 from app.datasets.validation import DatasetInvalid
 from app.queue import CHECK_SOFT_LIMIT_SECONDS, enqueue_check
@@ -65,6 +66,8 @@ def accept_upload(
     text_column: str | None = None,
     label_column: str | None = None,
     text_pair_column: str | None = None,
+    task: str | None = None,
+    label_separator: str | None = None,
     owner: User,
 ) -> Dataset:
     """Keep stored uploads as a dataset to be checked, and send it to a checker. Only what
@@ -73,6 +76,7 @@ def accept_upload(
     uploads = {p: u for p, u in (("train", train), ("validation", validation), ("test", test))}
     parts = {part: upload for part, upload in uploads.items() if upload is not None}
     check_storage(session, settings, owner, sum(u.size for u in parts.values()))
+    check_task(task, label_separator)
     images = is_image_archive(train)
     if images and not all(is_image_archive(u) for u in parts.values()):
         raise ParseError(
@@ -98,6 +102,8 @@ def accept_upload(
         text_column=text_column or "",
         text_pair_column=text_pair_column or None,
         label_column=label_column or "",
+        task=task or "",  # "": detect
+        label_separator=label_separator,
         num_rows=0,
         label_names=[],
         report={},
@@ -178,6 +184,8 @@ def check_dataset(session: Session, *, settings: Settings, dataset_id: int) -> D
                 text_column=dataset.text_column or None,
                 label_column=dataset.label_column or None,
                 text_pair_column=dataset.text_pair_column,
+                task=dataset.task or None,
+                label_separator=dataset.label_separator,
                 row_cap=settings.max_dataset_rows,
                 on_progress=progress,
             )

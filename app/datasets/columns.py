@@ -13,6 +13,7 @@ from app.datasets.parsing import ParseError, Table
 
 LABEL_NAMES = (
     "label", "labels", "class", "category", "target", "y", "sentiment", "topic", "intent", "tag",
+    "tags", "score", "rating", "emotion", "emotions",
 )  # fmt: skip
 TEXT_NAMES = (
     "text", "sentence", "content", "review", "body", "document", "message", "tweet", "comment",
@@ -27,9 +28,13 @@ MAX_LABEL_CHARS = 64  # a label value longer than this is a sentence, not a clas
 
 @dataclass(frozen=True)
 class ColumnChoice:
+    """Which columns hold what, and how the label cells are read."""
+
     text: str
     label: str
     text_pair: str | None = None
+    task: str = "classification"  # worker/training/tasks/: what a label cell holds
+    separator: str | None = None  # multi_label: between labels in a cell (None: JSON lists)
 
 
 def detect_columns(table: Table) -> ColumnChoice:

@@ -146,6 +146,8 @@ def examine_images(
         return {
             "files": {part: part for part in scanned},
             "num_rows": summary["num_rows"],
+            "task": "classification",  # class folders: one class per image
+            "label_separator": None,
             "label_names": sorted(summary["class_counts"]),
             "report": summary,
             "preview": preview,

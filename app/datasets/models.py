@@ -54,6 +54,11 @@ class Dataset(Base):
     text_column: Mapped[str] = mapped_column(String(200))
     text_pair_column: Mapped[str | None] = mapped_column(String(200), nullable=True)
     label_column: Mapped[str] = mapped_column(String(200))
+    # What the labels are (worker/training/tasks/): classification, multi_label, regression.
+    # Detected from the label column at upload; changeable like the columns.
+    task: Mapped[str] = mapped_column(String(32), default="classification")
+    # Multi-label cells: the separator between labels ("|", ";", ","); None: JSON lists.
+    label_separator: Mapped[str | None] = mapped_column(String(8), nullable=True)
     num_rows: Mapped[int] = mapped_column(Integer)
     label_names: Mapped[list[str]] = mapped_column(JSON)
     # validation.Report.to_dict() for the current column choice, plus per-part row counts;
@@ -77,8 +82,12 @@ class Dataset(Base):
 
     @property
     def fingerprint(self) -> str:
-        """Identity of the data as training sees it: content plus column choice."""
-        return f"{self.content_hash}:{self.text_column}:{self.text_pair_column}:{self.label_column}"
+        """Identity of the data as training sees it: content plus column and task choice.
+        Classification keeps the form it always had, so old checkpoints still match."""
+        base = f"{self.content_hash}:{self.text_column}:{self.text_pair_column}:{self.label_column}"
+        if self.task == "classification":
+            return base
+        return f"{base}:{self.task}:{self.label_separator}"
 
 
 class DatasetOut(BaseModel):
@@ -96,6 +105,8 @@ class DatasetOut(BaseModel):
     text_column: str
     text_pair_column: str | None
     label_column: str
+    task: str
+    label_separator: str | None
     num_rows: int
     label_names: list[str]
     report: dict[str, Any]
@@ -112,3 +123,5 @@ class ColumnsUpdate(BaseModel):
     text_column: str
     label_column: str
     text_pair_column: str | None = None
+    task: str | None = None  # None: keep the dataset's task
+    label_separator: str | None = None

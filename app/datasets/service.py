@@ -21,6 +21,7 @@ from app.datasets.columns import ColumnChoice, resolve_columns
 from app.datasets.folders import part_paths
 from app.datasets.models import Dataset, DatasetStatus, Modality
 from app.datasets.parsing import DatasetFormat, ParseError, Table, read_table
+from app.datasets.task_labels import with_task
 from app.datasets.validation import DatasetInvalid, Issue, Report, validate
 
 PREVIEW_ROWS = 20
@@ -38,7 +39,7 @@ def _check(tables: dict[str, Table], choice: ColumnChoice) -> tuple[Report, dict
         errors += [
             Issue(i.code, f"{name} file: {i.message}", i.lines)
             for i in report.errors
-            if i.code != "one_class"
+            if i.code not in ("one_class", "one_label", "constant_target")
         ]
         unseen = sorted(set(report.class_counts) - set(train.class_counts))
         if unseen:
@@ -79,12 +80,14 @@ def examine_tables(
     text_column: str | None = None,
     label_column: str | None = None,
     text_pair_column: str | None = None,
+    task: str | None = None,
+    label_separator: str | None = None,
     row_cap: int | None = None,
     on_progress: Callable[[str, int, float], None] | None = None,
 ) -> dict[str, Any]:
     """Parse and validate a dataset's stored table files ("train", optionally "validation"
-    and "test"; each named "<part>.<format>") with a column choice, detecting the columns
-    not given. Returns the dataset's fields; raises ParseError or DatasetInvalid."""
+    and "test"; each named "<part>.<format>") with a column and task choice, detecting what
+    is not given. Returns the dataset's fields; raises ParseError or DatasetInvalid."""
     tables = {}
     for part, path in files.items():
         progress = partial(on_progress, part) if on_progress else None
@@ -94,14 +97,17 @@ def examine_tables(
     choice = resolve_columns(
         first, text=text_column, label=label_column, text_pair=text_pair_column
     )
+    choice = with_task(first, choice, task, label_separator)
     report, summary = _check(tables, choice)
     return {
         "columns": first.columns,
         "text_column": choice.text,
         "text_pair_column": choice.text_pair,
         "label_column": choice.label,
+        "task": choice.task,
+        "label_separator": choice.separator,
         "num_rows": report.num_rows,
-        "label_names": sorted(report.class_counts),
+        "label_names": report.labels["names"],
         "report": summary,
         "preview": _preview(first, choice),
     }
@@ -122,20 +128,29 @@ def change_columns(
     text: str,
     label: str,
     text_pair: str | None,
+    task: str | None = None,
+    label_separator: str | None = None,
 ) -> Dataset:
-    """Re-validate with another column choice; the old choice stays if the new one fails."""
+    """Re-validate with another column or task choice (task None: keep the dataset's, and
+    its separator unless one is given); the old choice stays if the new one fails."""
     if not dataset.ready:
         raise ParseError(f"dataset {dataset.id} is {dataset.status.value}: no columns to choose")
     if dataset.modality == Modality.image:
         raise ParseError("an image dataset has no columns to choose: its folders are its classes")
     tables = read_parts(dataset, settings)
     choice = resolve_columns(tables["train"], text=text, label=label, text_pair=text_pair)
+    if task is None:
+        task = dataset.task
+        label_separator = label_separator or dataset.label_separator
+    choice = with_task(tables["train"], choice, task, label_separator)
     report, summary = _check(tables, choice)
     dataset.text_column = choice.text
     dataset.label_column = choice.label
     dataset.text_pair_column = choice.text_pair
+    dataset.task = choice.task
+    dataset.label_separator = choice.separator
     dataset.num_rows = report.num_rows
-    dataset.label_names = sorted(report.class_counts)
+    dataset.label_names = report.labels["names"]
     dataset.report = summary
     dataset.preview = _preview(tables["train"], choice)
     session.commit()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from app.config import Settings
 from app.datasets.columns import ColumnChoice
@@ -15,8 +16,9 @@ from app.datasets.folders import dataset_folder
 from app.datasets.image_datasets import read_manifest
 from app.datasets.models import Dataset, Modality
 from app.datasets.service import read_parts
-from app.datasets.splitting import stratified_split
 from app.datasets.validation import extract_examples
+from worker.training.tasks import multi_label, regression
+from worker.training.tasks.splitting import Split, stratified_split
 
 VALIDATION_FRACTION = 0.1
 TEST_FRACTION = 0.1
@@ -27,7 +29,7 @@ class TrainingData:
     # Text datasets: the texts. Image datasets: image paths relative to `image_root`.
     texts: list[str]
     text_pairs: list[str] | None
-    labels: list[int]
+    labels: list[Any]  # as the task reads them: class ids, lists of label ids, numbers
     label_names: list[str]
     train_idx: list[int]
     validation_idx: list[int]
@@ -39,12 +41,16 @@ class TrainingData:
 class _Part:
     inputs: list[str]
     pairs: list[str] | None
-    labels: list[str]
+    labels: list[Any]  # as the cells read: class names, lists of names, numbers
 
 
 def _text_parts(dataset: Dataset, settings: Settings) -> dict[str, _Part]:
     choice = ColumnChoice(
-        text=dataset.text_column, label=dataset.label_column, text_pair=dataset.text_pair_column
+        text=dataset.text_column,
+        label=dataset.label_column,
+        text_pair=dataset.text_pair_column,
+        task=dataset.task,
+        separator=dataset.label_separator,
     )
     parts = {}
     for name, table in read_parts(dataset, settings).items():
@@ -61,12 +67,36 @@ def _image_parts(dataset: Dataset, settings: Settings) -> dict[str, _Part]:
     }
 
 
+def _label_ids(task: str, labels: list[Any], ids: dict[str, int]) -> list[Any]:
+    """Cells as the head reads them: class ids, sorted lists of label ids, numbers."""
+    if task == "multi_label":
+        return [sorted(ids[name] for name in row) for row in labels]
+    if task == "regression":
+        return [float(value) for value in labels]
+    return [ids[label] for label in labels]
+
+
+def _split(task: str, labels: list[Any], width: int, **fractions: Any) -> Split:
+    """Each task's split (its module says how), the same for the same labels and seed."""
+    if task == "multi_label":
+        return multi_label.split(labels, width, **fractions)
+    if task == "regression":
+        return regression.split(labels, **fractions)
+    return stratified_split(labels, **fractions)
+
+
 def load_training_data(dataset: Dataset, settings: Settings, *, seed: int) -> TrainingData:
     image = dataset.modality == Modality.image
     parts = _image_parts(dataset, settings) if image else _text_parts(dataset, settings)
     train = parts["train"]
-    split = stratified_split(
+    label_names = list(dataset.label_names)
+    ids = {name: i for i, name in enumerate(label_names)}
+    for part in parts.values():
+        part.labels = _label_ids(dataset.task, part.labels, ids)
+    split = _split(
+        dataset.task,
         train.labels,
+        len(label_names),
         seed=seed,
         validation_fraction=0 if "validation" in parts else VALIDATION_FRACTION,
         test_fraction=0 if "test" in parts else TEST_FRACTION,
@@ -87,12 +117,10 @@ def load_training_data(dataset: Dataset, settings: Settings, *, seed: int) -> Tr
             labels += parts[name].labels
             target.extend(range(start, len(inputs)))
 
-    label_names = list(dataset.label_names)
-    ids = {name: i for i, name in enumerate(label_names)}
     return TrainingData(
         texts=inputs,
         text_pairs=pairs if train.pairs is not None else None,
-        labels=[ids[label] for label in labels],
+        labels=labels,
         label_names=label_names,
         train_idx=train_idx,
         validation_idx=validation_idx,

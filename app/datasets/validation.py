@@ -7,7 +7,6 @@ their lines so the person can fix them.
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections import Counter
 from collections.abc import Iterator
@@ -16,6 +15,8 @@ from typing import Any
 
 from app.datasets.columns import ColumnChoice
 from app.datasets.parsing import ParseError, Table
+from app.datasets.task_labels import LabelReader, label_reader, summarise_labels
+from worker.training.tasks.base import LabelProblem
 
 MAX_LINES = 20  # example lines kept per issue: enough to find the pattern, not a second copy
 FEW_EXAMPLES = 10
@@ -35,8 +36,10 @@ class Report:
     errors: list[Issue]
     warnings: list[Issue]
     num_rows: int  # usable rows
-    class_counts: dict[str, int]  # sorted by label
+    class_counts: dict[str, int]  # sorted by label (multi-label: rows per label)
     text_length: dict[str, float]  # min, mean, median, max in characters
+    # The task's own summary: the head's label names, label histograms, co-occurrence…
+    labels: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -53,6 +56,7 @@ class Report:
             num_rows=int(data.get("num_rows", 0)),
             class_counts=dict(data.get("class_counts", {})),
             text_length=dict(data.get("text_length", {})),
+            labels=dict(data.get("labels", {})),
         )
 
 
@@ -71,31 +75,26 @@ class DatasetInvalid(ValueError):
 class Examples:
     texts: list[str]
     text_pairs: list[str] | None
-    labels: list[str]
+    labels: list[Any]  # as the task reads a cell: a class name, a list of names, a number
     lines: list[int]
-
-
-def label_text(value: Any) -> str | None:
-    """The class name of a cell: 1, 1.0 and "1" are one class; empty and NaN are no label."""
-    if value is None or isinstance(value, bool):
-        return None if value is None else str(value).lower()
-    if isinstance(value, float):
-        if math.isnan(value):
-            return None
-        return str(int(value)) if value.is_integer() else str(value)
-    text = str(value).strip()
-    return text or None
 
 
 def cell_text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _rows(table: Table, choice: ColumnChoice) -> Iterator[tuple[int, str, str | None, str | None]]:
-    """(line, text, text pair, label) for every row, before anything is skipped."""
+def _rows(
+    table: Table, choice: ColumnChoice, read: LabelReader
+) -> Iterator[tuple[int, str, str | None, Any]]:
+    """(line, text, text pair, label) for every row, before anything is skipped; a label the
+    task cannot read is its LabelProblem."""
     for line, row in zip(table.lines, table.rows, strict=True):
         pair = cell_text(row.get(choice.text_pair)) if choice.text_pair else None
-        yield line, cell_text(row.get(choice.text)), pair, label_text(row.get(choice.label))
+        try:
+            label = read(row.get(choice.label))
+        except LabelProblem as problem:
+            label = problem
+        yield line, cell_text(row.get(choice.text)), pair, label
 
 
 def _usable(text: str, pair: str | None) -> bool:
@@ -105,8 +104,8 @@ def _usable(text: str, pair: str | None) -> bool:
 def extract_examples(table: Table, choice: ColumnChoice) -> Examples:
     """The rows a model trains on: a label present and text not empty."""
     examples = Examples([], [] if choice.text_pair else None, [], [])
-    for line, text, pair, label in _rows(table, choice):
-        if label is None or not _usable(text, pair):
+    for line, text, pair, label in _rows(table, choice, label_reader(choice)):
+        if label is None or isinstance(label, LabelProblem) or not _usable(text, pair):
             continue
         examples.texts.append(text)
         if examples.text_pairs is not None and pair is not None:
@@ -144,20 +143,27 @@ def validate(table: Table, choice: ColumnChoice) -> Report:
         return Report(absent, [], 0, {}, _lengths([]))
 
     counts: Counter[str] = Counter()
+    values: list[Any] = []
     lengths: list[int] = []
     no_label: list[int] = []
     no_text: list[int] = []
+    unreadable: list[tuple[int, str]] = []
     duplicates: list[int] = []
-    seen: dict[tuple[str, str | None], tuple[str, int]] = {}  # text -> first label and line
+    seen: dict[tuple[str, str | None], tuple[Any, int]] = {}  # text -> first label and line
     conflicts: dict[tuple[str, str | None], list[int]] = {}
-    for line, text, pair, label in _rows(table, choice):
+    for line, text, pair, label in _rows(table, choice, label_reader(choice)):
+        if isinstance(label, LabelProblem):
+            unreadable.append((line, str(label)))
+            continue
         if label is None:
             no_label.append(line)
             continue
         if not _usable(text, pair):
             no_text.append(line)
             continue
-        counts[label] += 1
+        values.append(label)
+        if choice.task == "classification":
+            counts[label] += 1
         lengths.append(len(text))
         key = (text, pair)
         first_label, first_line = seen.setdefault(key, (label, line))
@@ -169,12 +175,25 @@ def validate(table: Table, choice: ColumnChoice) -> Report:
             conflicts.setdefault(key, [first_line]).append(line)
 
     errors: list[Issue] = []
-    if not counts:
+    if unreadable:
+        lines = [line for line, _ in unreadable]
+        first_line, first_problem = unreadable[0]
+        msg = (
+            f"{_rows_phrase(len(lines))} have a label the {choice.task} task cannot read "
+            f"({_where(lines)}); line {first_line}: {first_problem}"
+        )
+        errors.append(Issue("unreadable_labels", msg, lines[:MAX_LINES]))
+    summary = summarise_labels(choice, values)
+    if choice.task != "classification":
+        counts = Counter(summary.counts)
+    if not values:
         msg = (
             f"no row has both a text in '{choice.text}' and a label in '{choice.label}'; "
             "check that these are the right columns"
         )
         errors.append(Issue("no_usable_rows", msg))
+    elif choice.task != "classification":
+        errors += [Issue(code, message) for code, message in summary.errors]
     elif len(counts) == 1:
         msg = (
             f"every usable row has the label '{next(iter(counts))}'; a classifier needs "
@@ -183,14 +202,19 @@ def validate(table: Table, choice: ColumnChoice) -> Report:
         errors.append(Issue("one_class", msg))
     elif len(counts) > MOSTLY_UNIQUE * counts.total() and counts.total() >= 10:
         # Nothing can be learned, or even split, when nearly every row is its own class:
-        # that is a column of texts or ids chosen as the label.
+        # that is a column of texts or ids chosen as the label (or numbers: a regression).
         msg = (
             f"'{choice.label}' has {len(counts)} different values in {counts.total()} rows, "
             "so nearly every row would be a class of its own; it looks like a column of "
-            "texts or ids. Choose the column that holds the class names"
+            "texts or ids. Choose the column that holds the class names (or, if it holds "
+            "numbers to predict, the regression task)"
         )
         errors.append(Issue("labels_look_unique", msg))
-    warnings = _skipped(no_label, no_text) + class_warnings(counts)
+    warnings = _skipped(no_label, no_text)
+    if choice.task == "classification":
+        warnings += class_warnings(counts)
+    else:
+        warnings += [Issue(code, message) for code, message in summary.warnings]
     if duplicates:
         msg = (
             f"{_rows_phrase(len(duplicates))} repeat an earlier row's text and label "
@@ -206,7 +230,10 @@ def validate(table: Table, choice: ColumnChoice) -> Report:
         )
         warnings.append(Issue("conflicting_labels", msg, lines[:MAX_LINES]))
     class_counts = dict(sorted(counts.items()))
-    return Report(errors, warnings, sum(counts.values()), class_counts, _lengths(lengths))
+    labels = {"task": choice.task, "names": summary.label_names, **summary.extra}
+    if choice.task == "classification":
+        labels["names"] = sorted(class_counts)
+    return Report(errors, warnings, len(values), class_counts, _lengths(lengths), labels)
 
 
 def _skipped(no_label: list[int], no_text: list[int]) -> list[Issue]:

@@ -34,6 +34,28 @@ def feature_cache_dir(settings: Settings, content_hash: str) -> Path:
     return settings.feature_cache_dir / content_hash
 
 
+def label_mistakes(
+    settings: Settings, job_id: int, *, label: str, kind: str, limit: int = 50
+) -> list[dict[str, Any]]:
+    """Multi-label validation rows where `label` was missed (kind "missed": true, not
+    predicted) or wrongly given ("extra"), the most confident mistakes first."""
+    if kind not in ("missed", "extra"):
+        raise ValueError("kind must be 'missed' or 'extra'")
+    path = job_files.validation_predictions(job_dir(settings, job_id))
+    if not path.is_file():
+        return []
+    rows = []
+    for r in json.loads(path.read_text()):
+        truth, predicted = label in r.get("true", []), label in r.get("predicted", [])
+        if (kind == "missed" and truth and not predicted) or (
+            kind == "extra" and predicted and not truth
+        ):
+            rows.append(r)
+    # Missed: the lowest scores first; wrongly given: the highest.
+    rows.sort(key=lambda r: r["scores"].get(label, 0.0), reverse=kind == "extra")
+    return rows[:limit]
+
+
 def misclassified(
     settings: Settings, job_id: int, *, true: str, predicted: str, limit: int = 50
 ) -> list[dict[str, Any]]:

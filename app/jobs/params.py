@@ -4,7 +4,7 @@ settings (worker/training/hyperparameters.py), plus the worker's own time limit.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
@@ -22,6 +22,8 @@ def _api_field(one: JobSetting) -> tuple[Any, Any]:
         annotation, default = annotation | None, None
     if s.max_items is not None:  # lists arrive as JSON arrays: a list, not a tuple
         annotation = list[str] | None
+    if s.choices is not None:
+        annotation = Literal[s.choices]
     limits: dict[str, Any] = {}
     if s.minimum is not None:
         limits["gt" if s.exclusive_minimum else "ge"] = s.minimum
@@ -73,16 +75,21 @@ class FormField:
     name: str
     label: str
     help: str
-    widget: str  # "integer", "decimal", "list" (comma-separated) or "choice" (on/off/default)
+    # "integer", "decimal", "list" (comma-separated), "choice" (on/off/default) or "select"
+    widget: str
     minimum: float | None
     maximum: float | None
     placeholder: str
+    choices: tuple[str, ...] = ()
+    tasks: tuple[str, ...] | None = None  # the dataset tasks it applies to (None: all)
 
 
 def _form_field(name: str, annotation: Any, label: str, help: str, **more: Any) -> FormField:
     kinds = set(getattr(annotation, "__args__", ())) | {annotation}
     widget = (
-        "choice"
+        "select"
+        if more.get("choices")
+        else "choice"
         if bool in kinds
         else "list"
         if any(getattr(k, "__origin__", None) in (tuple, list) for k in kinds)
@@ -102,7 +109,10 @@ FORM_FIELDS: tuple[FormField, ...] = (
             one.setting.help,
             minimum=one.setting.minimum,
             maximum=one.setting.maximum,
-            placeholder=one.setting.placeholder or format(one.default, "g"),
+            placeholder=one.setting.placeholder
+            or format(one.default, "g" if not isinstance(one.default, str) else ""),
+            choices=one.setting.choices or (),
+            tasks=one.setting.tasks,
         )
         for one in SETTINGS
     ),

@@ -33,6 +33,20 @@ class Recommendation:
     wants_probe: bool  # a probe score could change this answer
 
 
+def _data_phrase(task: str, train_rows: int, min_per_class: int, num_classes: int) -> str:
+    """The data's size in the task's terms."""
+    if task == "regression":
+        return f"{train_rows} training examples"
+    if task == "multi_label":
+        return (
+            f"{train_rows} training examples ({min_per_class} carry the rarest of "
+            f"{num_classes} labels)"
+        )
+    return (
+        f"{train_rows} training examples ({min_per_class} in the smallest of {num_classes} classes)"
+    )
+
+
 def recommend(
     *,
     train_rows: int,
@@ -40,70 +54,79 @@ def recommend(
     num_classes: int,
     model_parameters: int | None,
     on_gpu: bool,
-    probe_macro_f1: float | None = None,
+    probe_score: float | None = None,
+    task: str = "classification",
 ) -> Recommendation:
+    """`min_per_class`: rows of the rarest class (multi-label: label); regression has no
+    classes and passes its row count. `probe_score`: the frozen-features probe's validation
+    macro-F1 (the classifications' headline; regression asks for no probe, its headline
+    having no scale a threshold could be set on)."""
+    probes = task != "regression"
     if min_per_class < FEW_PER_CLASS or train_rows < SMALL_DATA:
         return Recommendation(
             Strategy.transfer_frozen,
-            f"With {train_rows} training examples ({min_per_class} in the smallest of "
-            f"{num_classes} classes), fine-tuning would mostly memorise: a head on frozen "
-            "features is the safe, fast choice.",
+            f"With {_data_phrase(task, train_rows, min_per_class, num_classes)}, fine-tuning "
+            "would mostly memorise: a head on frozen features is the safe, fast choice.",
             wants_probe=False,
         )
-    if probe_macro_f1 is not None and probe_macro_f1 >= GOOD_PROBE:
+    if probe_score is not None and probe_score >= GOOD_PROBE:
         return Recommendation(
             Strategy.transfer_frozen,
-            f"Frozen features already reach {100 * probe_macro_f1:.1f}% validation macro-F1, "
+            f"Frozen features already reach {100 * probe_score:.1f}% validation macro-F1, "
             "so fine-tuning could add little for many times the cost.",
             wants_probe=False,
         )
     params = model_parameters or 0
     probed = (
-        f" (frozen features reach {100 * probe_macro_f1:.1f}% macro-F1, room to improve)"
-        if probe_macro_f1 is not None
+        f" (frozen features reach {100 * probe_score:.1f}% macro-F1, room to improve)"
+        if probe_score is not None
         else ""
     )
+    wants_probe = probes and probe_score is None
     if on_gpu and params >= BIG_MODEL_FOR_GPU:
         return Recommendation(
             Strategy.finetune_lora,
             f"A {params / 1e6:.0f}M-parameter model on a GPU: LoRA adapters tune it with a "
             f"fraction of the optimizer memory{probed}.",
-            wants_probe=probe_macro_f1 is None,
+            wants_probe=wants_probe,
         )
     if not on_gpu and params >= BIG_MODEL_FOR_CPU:
         return Recommendation(
             Strategy.transfer_top_k,
             f"A {params / 1e6:.0f}M-parameter model on a CPU: training only the top layers "
             f"keeps each step affordable{probed}.",
-            wants_probe=probe_macro_f1 is None,
+            wants_probe=wants_probe,
         )
     if train_rows >= LARGE_DATA:
         return Recommendation(
             Strategy.finetune_full,
             f"{train_rows} training examples are enough to adapt every layer{probed}.",
-            wants_probe=probe_macro_f1 is None,
+            wants_probe=wants_probe,
         )
     return Recommendation(
         Strategy.lp_ft,
         f"{train_rows} training examples: fine-tuning should help, and starting it from a "
         f"trained probe keeps the pretrained features intact early on{probed}.",
-        wants_probe=probe_macro_f1 is None,
+        wants_probe=wants_probe,
     )
 
 
 def recommend_for(dataset: Dataset, model: ModelEntry, device: Device) -> Recommendation:
-    """The rule on what the web knows before a job runs: the stored class counts and the
-    split the job will make (the worker decides again with exact counts and a probe)."""
+    """The rule on what the web knows before a job runs: the stored class (or label)
+    counts and the split the job will make (the worker decides again with exact counts and
+    a probe)."""
     counts = dataset.report.get("class_counts", {})
     parts = dataset.report.get("parts", {})
     held_out = (0.0 if parts.get("validation") else VALIDATION_FRACTION) + (
         0.0 if parts.get("test") else TEST_FRACTION
     )
     keep = 1.0 - held_out
+    rows = int(dataset.num_rows * keep)
     return recommend(
-        train_rows=int(dataset.num_rows * keep),
-        min_per_class=int(min(counts.values(), default=0) * keep),
+        train_rows=rows,
+        min_per_class=int(min(counts.values(), default=0) * keep) if counts else rows,
         num_classes=len(counts),
         model_parameters=model.parameters,
         on_gpu=device is Device.gpu,
+        task=dataset.task,
     )

@@ -87,6 +87,8 @@ def change_columns(
         text=body.text_column,
         label=body.label_column,
         text_pair=body.text_pair_column,
+        task=body.task,
+        label_separator=body.label_separator,
     )
     return DatasetOut.model_validate(dataset)
 

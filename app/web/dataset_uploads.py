@@ -65,6 +65,17 @@ async def upload_dataset(
     text_column: OptionalForm = None,
     label_column: OptionalForm = None,
     text_pair_column: OptionalForm = None,
+    task: Annotated[
+        str | None,
+        Form(
+            description="classification, multi_label or regression (detected from the "
+            "label column when absent)"
+        ),
+    ] = None,
+    label_separator: Annotated[
+        str | None,
+        Form(description="multi_label: | ; or , between labels (detected when absent)"),
+    ] = None,
     wait: Wait = 0,
 ) -> JSONResponse:
     """Store the files and queue their check (202), or with `wait`, answer with its outcome."""
@@ -96,6 +107,8 @@ async def upload_dataset(
                 text_column=text_column or None,
                 label_column=label_column or None,
                 text_pair_column=text_pair_column or None,
+                task=task or None,
+                label_separator=label_separator or None,
                 owner=user,
             )
         finally:

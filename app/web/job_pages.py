@@ -3,7 +3,7 @@ polled fragments."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -26,6 +26,7 @@ from app.web.auth import UserDep, check_csrf, current_user
 from app.web.deps import JobDep, SessionDep, SettingsDep
 from app.web.errors import DOMAIN_ERRORS, error_body
 from app.web.templating import render
+from worker.training.tasks import get_task
 
 router = APIRouter(
     include_in_schema=False, dependencies=[Depends(current_user), Depends(check_csrf)]
@@ -160,8 +161,13 @@ def job_list(request: Request, session: SessionDep, user: UserDep) -> Response:
 
 
 def _job_context(session: Session, job: Any, settings: Settings) -> dict[str, Any]:
+    task = get_task(job.dataset.task)
     return {
         "job": job,
+        "task": task,
+        "headline": task.headline(job.params),
+        "curves": [[f"val_{key}", label] for key, label in task.curves(job.params)],
+        "result_figures": [(f"test_{key}", f"test {label}") for key, label in task.scores],
         "logs": jobs.log_tail(session, job.id),
         "overfitting": overfitting.detect(jobs.metric_series(session, job.id)),
         "sentence_export": job.export_ready
@@ -200,6 +206,19 @@ def job_misclassified(
     # "true" is a Jinja literal, so the labels go in under other names.
     context = {"job": job, "rows": rows, "true_label": true, "predicted_label": predicted}
     return render(request, "jobs/misclassified.html", context)
+
+
+@router.get("/jobs/{job_id}/label-mistakes", response_class=HTMLResponse)
+def job_label_mistakes(
+    request: Request,
+    job: JobDep,
+    settings: SettingsDep,
+    label: str,
+    kind: Literal["missed", "extra"],
+) -> Response:
+    rows = artifacts.label_mistakes(settings, job.id, label=label, kind=kind)
+    context = {"job": job, "rows": rows, "label": label, "kind": kind}
+    return render(request, "jobs/label_mistakes.html", context)
 
 
 @router.post("/jobs/{job_id}/cancel", response_class=HTMLResponse)

@@ -66,6 +66,16 @@ def percent(x: float | None) -> str:
     return "—" if x is None else f"{100 * x:.1f}%"
 
 
+def task_summary(dataset: Any) -> str:
+    """What a dataset's labels are, in a few words: "4 classes", "12 labels", "a number"."""
+    rows = "images" if dataset.modality == "image" else "rows"
+    if dataset.task == "regression":
+        return f"{count(dataset.num_rows)} {rows}, predicts {dataset.label_column}"
+    noun = "labels" if dataset.task == "multi_label" else "classes"
+    return f"{count(dataset.num_rows)} {rows}, {len(dataset.label_names)} {noun}"
+
+
+templates.env.globals["task_summary"] = task_summary
 templates.env.filters.update(
     ago=ago, duration=duration, filesize=filesize, count=count, percent=percent
 )

@@ -86,6 +86,12 @@ class Classifier(Protocol):
         """Python that loads the saved folder (named `model`), for the model card."""
         ...
 
+    def outputs_snippet(self) -> str:
+        """Python that loads the saved folder and leaves, for one example, its raw outputs
+        (`outputs`, a 1-D tensor), the saved `config` (a dict) and the `labels` in order:
+        what a task's reading_snippet continues from."""
+        ...
+
 
 def load_classifier(spec: TrainSpec, device: torch.device) -> Classifier:
     if isinstance(spec.examples, ImageExamples):

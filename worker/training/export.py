@@ -1,7 +1,8 @@
 """Publish a trained model as a ZIP that loads without Tuneboard.
 
 Layout of `export.zip` (and of the `export/` folder it is made from):
-    model/              the weights (safetensors) and config with the label names, as the
+    model/              the weights (safetensors) and config with the label names (and what
+                        the task adds: problem type, multi-label thresholds), as the
                         classifier saves them: a transformers save_pretrained folder with
                         its tokenizer or image processor; for text models that declare a
                         pooling, a sentence-transformers folder whose last module (a Dense
@@ -29,6 +30,7 @@ from worker.training.atomic_file import replacing
 from worker.training.classifier import Classifier
 from worker.training.hyperparameters import SETTINGS, STEPPING
 from worker.training.spec import TRANSFER_FROZEN, TrainSpec
+from worker.training.tasks import get_task
 
 # Weights barely compress; deflating them would only cost time.
 STORED_SUFFIXES = (".safetensors", ".bin")
@@ -83,26 +85,63 @@ def how_trained(metrics: dict[str, Any]) -> str:
     return f"| best epoch | {metrics['best_epoch']} of {metrics['epochs_run']} run |"
 
 
-def model_card(spec: TrainSpec, args: dict[str, Any], metrics: dict[str, Any], snippet: str) -> str:
-    score_rows = [
-        ("test accuracy", metrics["test_accuracy"]),
-        ("test macro-F1", metrics["test_macro_f1"]),
-        ("test loss", metrics["test_loss"]),
-        ("validation accuracy (the kept weights)", metrics["val_accuracy"]),
-        ("validation macro-F1 (the kept weights)", metrics["val_macro_f1"]),
+def _score_rows(metrics: dict[str, Any]) -> list[tuple[str, float]]:
+    """Every test score, then the validation scores of the kept weights."""
+    rows = [
+        (f"test {k.removeprefix('test_').replace('_', ' ')}", v)
+        for k, v in metrics.items()
+        if k.startswith("test_") and isinstance(v, float)
     ]
-    class_rows = [
-        f"| {name} | {c['precision']:.4f} | {c['recall']:.4f} | {c['f1']:.4f} | {c['support']} |"
-        for name, c in metrics["per_class"].items()
+    rows += [
+        (f"validation {k.removeprefix('val_').replace('_', ' ')} (the kept weights)", v)
+        for k, v in metrics.items()
+        if k.startswith("val_") and isinstance(v, float)
     ]
+    return rows
+
+
+def _label_table(metrics: dict[str, Any]) -> str:
+    """Per class (classification) or per label with its threshold (multi-label)."""
+    if "per_label" in metrics:
+        rows = [
+            f"| {name} | {c['threshold']:.2f} | {c['precision']:.4f} | {c['recall']:.4f} "
+            f"| {c['f1']:.4f} | {c['support']} |"
+            for name, c in metrics["per_label"].items()
+        ]
+        head = (
+            "| label | threshold | precision | recall | F1 | support |\n|---|---|---|---|---|---|"
+        )
+        return head + "\n" + "\n".join(rows)
+    if "per_class" in metrics:
+        rows = [
+            f"| {name} | {c['precision']:.4f} | {c['recall']:.4f} | {c['f1']:.4f} "
+            f"| {c['support']} |"
+            for name, c in metrics["per_class"].items()
+        ]
+        head = "| class | precision | recall | F1 | support |\n|---|---|---|---|---|"
+        return head + "\n" + "\n".join(rows)
+    return ""
+
+
+def model_card(
+    spec: TrainSpec, args: dict[str, Any], metrics: dict[str, Any], snippet: str, noun: str
+) -> str:
     settings = "\n".join(f"- `{k}`: {v}" for k, v in args["params"].items())
-    return f"""# {spec.dataset_name} classifier ({spec.model_id}, {spec.strategy})
+    headline = metrics["headline_metric"].removeprefix("test_").replace("_", " ")
+    better = "higher" if metrics["headline_higher_is_better"] else "lower"
+    outputs = (
+        f"Target: **{spec.label_names[0]}**, predicted in its own units."
+        if spec.task == "regression"
+        else f"Labels: {', '.join(spec.label_names)}"
+    )
+    return f"""# {spec.dataset_name} {noun} ({spec.model_id}, {spec.strategy})
 
 Trained by Tuneboard, job {spec.job_id}, from `{spec.model_id}` on the dataset
 **{spec.dataset_name}** ({args["rows"]["train"]} training, {args["rows"]["validation"]}
 validation and {args["rows"]["test"]} test rows) with the strategy **{spec.strategy}**.
+Task: **{spec.task}**; runs are ranked by test {headline} ({better} is better).
 
-Labels: {", ".join(spec.label_names)}
+{outputs}
 
 ## Load it
 
@@ -116,14 +155,12 @@ From the folder this card is in:
 
 | metric | value |
 |---|---|
-{chr(10).join(f"| {name} | {value:.4f} |" for name, value in score_rows)}
+{chr(10).join(f"| {name} | {value:.4f} |" for name, value in _score_rows(metrics))}
 {how_trained(metrics)}
 | trainable parameters | {metrics["trainable_params"]:,} |
 | total parameters | {metrics["total_params"]:,} |
 
-| class | precision | recall | F1 | support |
-|---|---|---|---|---|
-{chr(10).join(class_rows)}
+{_label_table(metrics)}
 
 ## Settings
 
@@ -140,16 +177,27 @@ def export_model(
     *,
     metrics: dict[str, Any],
     learning_rate: float | None,
+    config: dict[str, Any] | None = None,
 ) -> Path:
-    """Write `output_dir/export/`, zip it, publish `output_dir/export.zip`; return that path."""
+    """Write `output_dir/export/`, zip it, publish `output_dir/export.zip`; return that path.
+    `config`: what the task adds to the model's config.json (problem type, thresholds)."""
     folder = job_files.export_dir(spec.output_dir)
     if folder.exists():  # left by an earlier, interrupted attempt
         shutil.rmtree(folder)
     model_dir = folder / "model"
     clf.save(model, model_dir)
+    if config:
+        saved = json.loads((model_dir / "config.json").read_text())
+        (model_dir / "config.json").write_text(json.dumps(saved | config, indent=2) + "\n")
     args = training_args(spec, learning_rate, metrics)
     (model_dir / "training_args.json").write_text(json.dumps(args, indent=2) + "\n")
-    (folder / "README.md").write_text(model_card(spec, args, metrics, clf.loading_snippet()))
+    task = get_task(spec.task)
+    snippet = (
+        clf.loading_snippet()
+        if spec.task == "classification"
+        else clf.outputs_snippet() + "\n" + task.reading_snippet()
+    )
+    (folder / "README.md").write_text(model_card(spec, args, metrics, snippet, task.noun))
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
 
     published = job_files.export_zip(spec.output_dir)

@@ -6,7 +6,8 @@ EfficientNet-Lite0 head on 400 MNIST digits stopped at 0.82 test accuracy where 
 regression on the same features reached 0.92 (bench/frozen_heads.py). Here the head is
 fitted the way linear probes are (scikit-learn's LogisticRegression, CLIP's probes):
 
-- full-batch L-BFGS on mean cross-entropy + (l2 / 2)·‖W‖² (weight matrices only; biases
+- full-batch L-BFGS on the task's loss (cross-entropy, binary cross-entropy, squared
+  error) + (l2 / 2)·‖W‖² (weight matrices only; biases
   free), with dropout off: a deterministic objective that L-BFGS drives to its optimum;
 - once per L2 strength along a path from strong (1) to weak (1e-6), each fit starting from
   the previous one's solution (warm start: later fits need few iterations), stopping once
@@ -29,14 +30,14 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from worker.training.evaluation import Forward, summary_scores
+from worker.training.evaluation import Forward
 from worker.training.loop import FitOutcome
 from worker.training.reporting import Cancelled, Reporter
 from worker.training.spec import TrainSpec
 from worker.training.strategies import Stage
+from worker.training.tasks import JobTask
 from worker.training.text_data import FeatureRows
 
 L2_STRENGTHS = tuple(10.0 ** (-k / 2) for k in range(13))  # 1 … 1e-6, strongest first
@@ -70,7 +71,7 @@ def fit_head(
     model: nn.Module,
     forward: Forward,
     features: torch.Tensor,
-    labels: np.ndarray,
+    task: JobTask,
     *,
     train_idx: list[int],
     validation_idx: list[int],
@@ -88,9 +89,8 @@ def fit_head(
     weights = [p for p in head if p.ndim >= 2]
     model.eval()  # dropout off: L-BFGS needs the same objective at every evaluation
     x_train = features[torch.as_tensor(train_idx)].to(device)
-    y_train = torch.as_tensor(labels[np.asarray(train_idx)], dtype=torch.long, device=device)
+    y_train = task.targets()[torch.as_tensor(train_idx)].to(device)
     x_val = features[torch.as_tensor(validation_idx)].to(device)
-    val_labels = labels[np.asarray(validation_idx)]
 
     path: list[dict[str, float]] = []
     best: tuple[float, int, list[torch.Tensor], np.ndarray, dict[str, float]] | None = None
@@ -106,7 +106,7 @@ def fit_head(
             history_size=HISTORY,
             line_search_fn="strong_wolfe",  # no step size to tune, and monotone progress
         )
-        objective = _objective(optimizer, forward, x_train, y_train, weights, l2)
+        objective = _objective(optimizer, forward, task, x_train, y_train, weights, l2)
 
         done = 0
         while done < MAX_ITERATIONS:
@@ -121,9 +121,11 @@ def fit_head(
         iterations += done
 
         with torch.no_grad():
-            train_loss = F.cross_entropy(forward({"features": x_train}).float(), y_train).item()
+            train_loss = task.loss(
+                forward({"features": x_train}).float(), y_train, smoothed=False
+            ).item()
             val_logits = forward({"features": x_val}).float().cpu().numpy()
-        scores = summary_scores(val_logits, val_labels)
+        scores = task.scores(val_logits, np.asarray(validation_idx))
         path.append({"l2": l2, "train_loss": train_loss, "iterations": done} | val_values(scores))
         if report_path:
             values = {"train_loss": train_loss, "head_l2": l2} | val_values(scores)
@@ -131,7 +133,8 @@ def fit_head(
         reporter.progress(step=i, total_steps=len(L2_STRENGTHS), phase=phase)
         reporter.log(
             f"head L2 {l2:.0e}: {done} iterations, train_loss {train_loss:.4f}, "
-            f"val_loss {scores['loss']:.4f}, val_macro_f1 {scores['macro_f1']:.4f}"
+            f"val_loss {scores['loss']:.4f}, "
+            f"val_{task.headline.key} {scores[task.headline.key]:.4f}"
         )
         if best is None or scores["loss"] < best[0]:
             snapshot = [p.detach().clone() for p in head]
@@ -166,15 +169,20 @@ def fit_head(
 
 
 def fit_stage(
-    stage: Stage, spec: TrainSpec, device: torch.device, reporter: Reporter, **more: Any
+    stage: Stage,
+    spec: TrainSpec,
+    task: JobTask,
+    device: torch.device,
+    reporter: Reporter,
+    **more: Any,
 ) -> HeadFit:
-    """fit_head on a head_on_features stage (strategies.py), with the spec's labels and split."""
+    """fit_head on a head_on_features stage (strategies.py), with the spec's split."""
     assert isinstance(stage.source, FeatureRows), "a head fits on cached features only"
     return fit_head(
         stage.trained,
         stage.forward,
         stage.source.features,
-        np.asarray(spec.examples.labels, dtype=np.int64),
+        task,
         train_idx=spec.train_idx,
         validation_idx=spec.validation_idx,
         device=device,
@@ -186,6 +194,7 @@ def fit_stage(
 def _objective(
     optimizer: torch.optim.Optimizer,
     forward: Forward,
+    task: JobTask,
     x: torch.Tensor,
     y: torch.Tensor,
     weights: Sequence[torch.Tensor],
@@ -195,7 +204,7 @@ def _objective(
 
     def objective() -> torch.Tensor:
         optimizer.zero_grad()
-        loss = F.cross_entropy(forward({"features": x}).float(), y)
+        loss = task.loss(forward({"features": x}).float(), y, smoothed=False)
         penalty = sum((w.pow(2).sum() for w in weights), torch.zeros((), device=x.device))
         loss = loss + 0.5 * l2 * penalty
         loss.backward()

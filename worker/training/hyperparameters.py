@@ -78,6 +78,8 @@ class Setting:
     strategies: tuple[str, ...] = STRATEGIES  # the strategies that read it
     placeholder: str = ""  # what the empty form field shows (default: the default)
     max_items: int | None = None  # lists
+    choices: tuple[str, ...] | None = None  # a closed set of names
+    tasks: tuple[str, ...] | None = None  # the tasks that read it (None: every task)
 
 
 def setting(default: Any, **meta: Any) -> Any:
@@ -224,6 +226,15 @@ class TrainParams:
         placeholder="query, value",
         max_items=16,
     )
+    # What ranks a regression's epochs and runs (tasks/regression.py HEADLINES).
+    regression_metric: str = setting(
+        "mae",
+        label="Headline metric",
+        help="Regression: the score that picks the best epoch, stops early and ranks runs. "
+        "MAE and RMSE: lower is better; R² and Spearman ρ: higher is better.",
+        choices=("mae", "rmse", "r2", "spearman"),
+        tasks=("regression",),
+    )
     # Images: random resized crops and flips of the training rows. None: on wherever the
     # backbone trains, off for a head on cached features (a fresh crop every epoch would need
     # a fresh forward pass, which is what the cache exists to avoid).
@@ -289,6 +300,10 @@ def check_params(params: TrainParams) -> None:
         if value is None or isinstance(value, bool):
             continue
         s = one.setting
+        if s.choices is not None:
+            if value not in s.choices:
+                raise ValueError(f"{one.name} is {value!r}; expected one of {', '.join(s.choices)}")
+            continue
         if isinstance(value, tuple):
             if not value:
                 raise ValueError(f"{one.name} is empty; leave it unset for the default")

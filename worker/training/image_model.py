@@ -136,6 +136,16 @@ class PlainImageClassifier(_ImageRowsFrom):
         # The architecture's source travels with the weights: torch alone loads them.
         shutil.copyfile(image_modeling.__file__, folder / "modeling.py")
 
+    def outputs_snippet(self) -> str:
+        return """import sys; sys.path.insert(0, "model")   # modeling.py: plain PyTorch
+import torch
+from PIL import Image
+from modeling import load_model, preprocess
+model, config = load_model("model")
+labels = [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
+with torch.no_grad():
+    outputs = model(preprocess(Image.open("example.jpg"), config["preprocessing"])[None])[0]"""
+
     def loading_snippet(self) -> str:
         return """import sys; sys.path.insert(0, "model")   # modeling.py: plain PyTorch
 from PIL import Image
@@ -324,6 +334,18 @@ class HubImageClassifier(_ImageRowsFrom):
         shutil.copyfile(
             self.model_path / "preprocessor_config.json", folder / "preprocessor_config.json"
         )
+
+    def outputs_snippet(self) -> str:
+        return """import json
+import torch
+from PIL import Image
+from transformers import AutoImageProcessor, AutoModelForImageClassification
+config = json.load(open("model/config.json"))
+labels = [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
+processor = AutoImageProcessor.from_pretrained("model")
+model = AutoModelForImageClassification.from_pretrained("model").eval()
+with torch.no_grad():
+    outputs = model(**processor(Image.open("example.jpg"), return_tensors="pt")).logits[0]"""
 
     def loading_snippet(self) -> str:
         return """from transformers import pipeline

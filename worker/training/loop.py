@@ -17,13 +17,13 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from worker.training import checkpoint
-from worker.training.evaluation import Forward, predict_logits, summary_scores
+from worker.training.evaluation import Forward, predict_logits
 from worker.training.reporting import Cancelled, Reporter
 from worker.training.spec import TrainParams
+from worker.training.tasks import JobTask
 from worker.training.text_data import BatchSource, length_grouped_batches, to_device
 
 LOG_EVERY = 10  # steps between train_loss reports: a smooth curve without a row per step
@@ -46,8 +46,8 @@ class Checkpoints:
 @dataclass(frozen=True)
 class FitOutcome:
     best_epoch: int  # 1-based, on the run's x axis (a second stage continues the first's)
-    best_validation: dict[str, float]  # loss, accuracy, macro_f1 at best_epoch
-    best_logits: np.ndarray  # validation logits at best_epoch, in validation_idx order
+    best_validation: dict[str, float]  # the task's validation scores at best_epoch
+    best_logits: np.ndarray  # validation outputs at best_epoch, in validation_idx order
     epochs_run: int  # the last epoch on the x axis
     steps: int  # the last step on the x axis
     stopped_early: bool  # patience ran out before params.epochs
@@ -60,7 +60,7 @@ def fit(
     model: nn.Module,
     forward: Forward,
     source: BatchSource,
-    labels: np.ndarray,
+    task: JobTask,
     *,
     train_idx: list[int],
     validation_idx: list[int],
@@ -77,9 +77,9 @@ def fit(
     head_learning_rate: float | None = None,
 ) -> FitOutcome:
     """Train for params.epochs (fewer when params.patience runs out) and leave the model
-    holding its best validation epoch. `after`: the stage this one continues, whose best
-    stands until beaten; `epochs_after`: epochs of later stages, so progress counts
-    toward the whole run; `phase`: what progress reports call these steps;
+    holding its best validation epoch by the task's headline score. `after`: the stage this
+    one continues, whose best stands until beaten; `epochs_after`: epochs of later stages,
+    so progress counts toward the whole run; `phase`: what progress reports call these steps;
     `checkpoints`: save the state each epoch and every so often within one; `resume`: a
     checkpoint of this very stage to continue from; `head_learning_rate`: the peak rate of
     the parameters under `head_modules` (also inside a PEFT wrapper), on the same schedule."""
@@ -128,13 +128,13 @@ def fit(
             return learning_rate * (step + 1) / (warmup_steps + 1)
         return learning_rate * max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
 
-    all_labels = torch.as_tensor(labels, dtype=torch.long)
+    all_targets = task.targets()
+    headline = task.headline
     eval_batch_size = 2 * params.batch_size  # no activations kept for backward
-    val_labels = labels[np.asarray(validation_idx)]
     # Where this stage starts on the x axis, and the best it has to beat.
     first_epoch, first_step = (after.epochs_run, after.steps) if after else (0, 0)
     run_steps = first_step + (params.epochs + epochs_after) * steps_per_epoch
-    best_epoch, best_validation, best_logits = 0, {"macro_f1": -1.0}, np.empty(0)
+    best_epoch, best_validation, best_logits = 0, {headline.key: headline.worst}, np.empty(0)
     best_state: dict[str, torch.Tensor] | None = None
     if after is not None:  # the model holds the earlier stage's best: keep it unless beaten
         best_epoch, best_validation, best_logits = (
@@ -217,12 +217,12 @@ def fit(
                 raise Cancelled(f"cancelled at step {first_step + step}")
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step) * group["scale"]
-            batch = to_device({**source.batch(idx), "labels": all_labels[idx]}, device)
+            batch = to_device({**source.batch(idx), "labels": all_targets[idx]}, device)
             targets = batch.pop("labels")
 
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
                 logits = forward(batch)
-            loss = F.cross_entropy(logits.float(), targets, label_smoothing=params.label_smoothing)
+            loss = task.loss(logits.float(), targets)
             loss.backward()
             torch.nn.utils.clip_grad_norm_([p for _, p in trainable], MAX_GRAD_NORM)
             optimizer.step()
@@ -253,7 +253,8 @@ def fit(
             _report_train_loss(reporter, at, steps_per_epoch, window_loss, window_steps)
         train_seconds += time.perf_counter() - epoch_started
 
-        # Validation once per epoch; the best epoch by macro-F1 is what gets tested and exported.
+        # Validation once per epoch; the best epoch by the task's headline score is what gets
+        # tested and exported.
         # In eval mode: with dropout on, the scores would be noisy and not the exported model's.
         model.eval()
         val_logits = predict_logits(
@@ -264,15 +265,15 @@ def fit(
             device=device,
             reporter=reporter,
         )
-        scores = summary_scores(val_logits, val_labels)
+        scores = task.scores(val_logits, np.asarray(validation_idx))
         reporter.metrics(
             step=at, epoch=float(epoch + 1), values={f"val_{k}": v for k, v in scores.items()}
         )
         reporter.log(
-            f"epoch {epoch + 1}/{first_epoch + params.epochs}: val_loss {scores['loss']:.4f}, "
-            f"val_accuracy {scores['accuracy']:.4f}, val_macro_f1 {scores['macro_f1']:.4f}"
+            f"epoch {epoch + 1}/{first_epoch + params.epochs}: "
+            + ", ".join(f"val_{k} {v:.4f}" for k, v in scores.items())
         )
-        if scores["macro_f1"] > best_validation["macro_f1"]:
+        if headline.better(scores[headline.key], best_validation[headline.key]):
             best_epoch, best_validation, best_logits = epoch + 1, scores, val_logits
             best_state = _snapshot(kept)
             epochs_without_gain = 0
@@ -283,7 +284,7 @@ def fit(
             stopped_early = last_epoch < first_epoch + params.epochs
             if stopped_early:
                 reporter.log(
-                    f"early stop: no better val_macro_f1 for {epochs_without_gain} epochs; "
+                    f"early stop: no better val_{headline.key} for {epochs_without_gain} epochs; "
                     f"keeping epoch {best_epoch}"
                 )
             break

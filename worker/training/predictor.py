@@ -1,5 +1,5 @@
-"""Class probabilities from an exported model folder: what the playground and batch
-prediction run.
+"""Raw outputs from an exported model folder, and the task's reading of them: what the
+playground and batch prediction run.
 
 It reads the very folder a user downloads (export/model), through the loaders the model card
 shows, so the playground answers exactly as the download will:
@@ -22,15 +22,23 @@ from PIL import Image
 from torch import nn
 
 from worker.training import image_modeling
+from worker.training.tasks import Task, task_of_config
 
 BATCH_SIZE = 32
 
 
 class Predictor:
-    """One loaded model; `labels` in output order."""
+    """One loaded model; `labels` in output order. `texts`, `images` and `classify` give
+    raw outputs (logits; a regression's number); `task.answer` and `task.csv_cells` read
+    them with the export's `config` (multi-label thresholds)."""
 
     labels: list[str]
     kind: str  # "text" | "image"
+    config: dict[str, Any]
+
+    @property
+    def task(self) -> Task:
+        return task_of_config(self.config)
 
     def texts(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> list[list[float]]:
         raise ValueError("this model classifies images, not text")
@@ -53,6 +61,7 @@ class TextPredictor(Predictor):
         ).eval()
         config = self.model.config
         self.labels = [config.id2label[i] for i in range(config.num_labels)]
+        self.config = json.loads((folder / "config.json").read_text())
         args = _training_args(folder)
         self.max_length = int(args.get("params", {}).get("max_length", 512))
 
@@ -69,7 +78,7 @@ class TextPredictor(Predictor):
                     padding=True,
                     return_tensors="pt",
                 )
-                out += self.model(**encoded).logits.float().softmax(-1).tolist()
+                out += self.model(**encoded).logits.float().tolist()
         return out
 
 
@@ -89,7 +98,8 @@ class SentencePredictor(Predictor):
             local_files_only=True,
             model_kwargs={"use_safetensors": True},
         )
-        id2label = json.loads((folder / "config.json").read_text())["id2label"]
+        self.config = json.loads((folder / "config.json").read_text())
+        id2label = self.config["id2label"]
         self.labels = [id2label[str(i)] for i in range(len(id2label))]
 
     def texts(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> list[list[float]]:
@@ -100,17 +110,24 @@ class SentencePredictor(Predictor):
             logits = self.model.encode(
                 inputs, convert_to_tensor=True, batch_size=BATCH_SIZE, show_progress_bar=False
             )
-        return list(logits.float().softmax(-1).tolist())
+        return list(logits.float().tolist())
 
 
 class ImagePredictor(Predictor):
     kind = "image"
 
-    def __init__(self, model: nn.Module, labels: list[str], preprocessing: dict[str, Any]):
+    def __init__(
+        self,
+        model: nn.Module,
+        labels: list[str],
+        preprocessing: dict[str, Any],
+        config: dict[str, Any],
+    ):
         # Channels-last: convolutions run markedly faster on CPU (see image_model.on_device).
         self.model = model.eval().to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.labels = labels
         self.preprocessing = preprocessing
+        self.config = config
 
     def images(self, images: Sequence[Image.Image]) -> list[list[float]]:
         out: list[list[float]] = []
@@ -120,13 +137,13 @@ class ImagePredictor(Predictor):
         return out
 
     def classify(self, tensors: Sequence[torch.Tensor]) -> list[list[float]]:
-        """Probabilities for inputs already preprocessed (image_modeling.preprocess), in one
+        """Raw outputs for inputs already preprocessed (image_modeling.preprocess), in one
         forward pass: the caller sizes the batch."""
         with torch.inference_mode():
             batch = torch.stack(list(tensors)).contiguous(memory_format=torch.channels_last)
             logits = self.model(batch)
             logits = getattr(logits, "logits", logits)  # transformers wraps its output
-            return list(logits.float().softmax(-1).tolist())
+            return list(logits.float().tolist())
 
 
 def _training_args(folder: Path) -> dict[str, Any]:
@@ -139,7 +156,7 @@ def load_predictor(folder: Path) -> Predictor:
     if "architecture" in config:
         model, plain = image_modeling.load_model(folder)
         labels = [plain["id2label"][str(i)] for i in range(int(plain["num_classes"]))]
-        return ImagePredictor(model, labels, plain["preprocessing"])
+        return ImagePredictor(model, labels, plain["preprocessing"], config)
     if (folder / "preprocessor_config.json").is_file():
         from transformers import AutoModelForImageClassification
 
@@ -149,7 +166,7 @@ def load_predictor(folder: Path) -> Predictor:
             folder, use_safetensors=True, trust_remote_code=False
         )
         labels = [hub.config.id2label[i] for i in range(hub.config.num_labels)]
-        return ImagePredictor(hub, labels, hub_preprocessing(folder))
+        return ImagePredictor(hub, labels, hub_preprocessing(folder), config)
     if (folder / "modules.json").is_file():
         return SentencePredictor(folder)
     return TextPredictor(folder)

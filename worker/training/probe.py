@@ -43,7 +43,8 @@ class _WithoutMetrics:
 
 
 def probe_score(spec: TrainSpec, reporter: Reporter) -> float:
-    """Validation macro-F1 of the model's head fitted on frozen features (head_fit.py), at
+    """The task's validation headline score (macro-F1 for the classifications) of the
+    model's head fitted on frozen features (head_fit.py), at
     the L2 strength chosen on validation. Nothing is exported and nothing is written
     outside the feature cache."""
     spec = replace(spec, strategy=TRANSFER_FROZEN)  # the caller's may still be "auto"
@@ -53,7 +54,9 @@ def probe_score(spec: TrainSpec, reporter: Reporter) -> float:
     seed_everything(spec.params.seed)
     clf = load_classifier(spec, device)
     stage = head_on_features(spec, clf, device, reporter)
-    fitted = fit_stage(stage, spec, device, reporter, phase="probe", report_path=False)
-    score = fitted.outcome.best_validation["macro_f1"]
-    reporter.log(f"probe: frozen-features head reaches val_macro_f1 {score:.4f}")
+    task = spec.job_task()
+    fitted = fit_stage(stage, spec, task, device, reporter, phase="probe", report_path=False)
+    key = task.headline.key
+    score = fitted.outcome.best_validation[key]
+    reporter.log(f"probe: frozen-features head reaches val_{key} {score:.4f}")
     return score

@@ -1,4 +1,4 @@
-"""run_training: one classification job (text or images) from spec to published export.
+"""run_training: one job (any task, text or images) from spec to published export.
 
 load the classifier (classifier.py: model + how rows become inputs) → the strategy's stage
 (strategies.py):
@@ -9,8 +9,9 @@ load the classifier (classifier.py: model + how rows become inputs) → the stra
                    images: random resized crops and flips unless turned off)
   finetune_lora:   train LoRA adapters + head; the export has the adapters merged in
   lp_ft:           transfer_frozen's fitted head, then every parameter from that head
-→ keep the best validation epoch (frozen: the chosen L2) → validation predictions → test
-→ export.zip
+→ keep the best validation epoch by the task's headline (frozen: the chosen L2) → what the
+task chooses on validation (multi-label thresholds) → validation predictions → test → the
+task's finish (regression folds its scale into the head) → export.zip
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import torch
 
 from worker.training import checkpoint, job_files
 from worker.training.classifier import count_params, load_classifier
-from worker.training.evaluation import full_report, predict_logits, validation_predictions
+from worker.training.evaluation import predict_logits
 from worker.training.export import export_model, write_json
 from worker.training.head_fit import fit_stage, val_values
 from worker.training.loop import Checkpoints, FitOutcome, fit, outcome_from
@@ -67,8 +68,10 @@ def run_training(spec: TrainSpec, reporter: Reporter) -> TrainResult:
         if spec.strategy == TRANSFER_FROZEN
         else params.learning_rate_for(spec.strategy, images=images)
     )
-    labels = np.asarray(spec.examples.labels, dtype=np.int64)
-    reporter.log(f"job {spec.job_id}: {spec.strategy} on {spec.model_id}, device {device}")
+    task = spec.job_task()
+    reporter.log(
+        f"job {spec.job_id}: {spec.task}, {spec.strategy} on {spec.model_id}, device {device}"
+    )
 
     clf = load_classifier(spec, device)
     # A checkpoint of this very job (a killed worker's) is resumed; the chart drops whatever
@@ -77,6 +80,7 @@ def run_training(spec: TrainSpec, reporter: Reporter) -> TrainResult:
     identity = checkpoint.identity(
         {
             "strategy": spec.strategy,
+            "task": spec.task,
             "params": asdict(params),
             "model": [spec.model_id, spec.model_path],
             "data": [spec.dataset_fingerprint, spec.label_names, len(spec.train_idx)],
@@ -96,7 +100,7 @@ def run_training(spec: TrainSpec, reporter: Reporter) -> TrainResult:
 
     def fitted_head(head: Stage, *, prefix: str, **more: Any) -> FitOutcome:
         """The head on cached features, fitted to convergence (head_fit.py)."""
-        fitted = fit_stage(head, spec, device, reporter, **more)
+        fitted = fit_stage(head, spec, task, device, reporter, **more)
         head.info.update(fitted.info(prefix))
         return fitted.outcome
 
@@ -120,7 +124,8 @@ def run_training(spec: TrainSpec, reporter: Reporter) -> TrainResult:
             f"stage 2/2: fine-tuning every layer from the fitted head, {params.epochs} epochs"
         )
         stage = all_layers(spec, clf, device, reporter)
-        stage.info.update(head.info, probe_val_macro_f1=probe.best_validation["macro_f1"])
+        key = task.headline.key
+        stage.info.update(head.info, **{f"probe_val_{key}": probe.best_validation[key]})
     else:
         stage = PREPARE[spec.strategy](spec, clf, device, reporter)
 
@@ -138,7 +143,7 @@ def run_training(spec: TrainSpec, reporter: Reporter) -> TrainResult:
             stage.trained,
             stage.forward,
             stage.source,
-            labels,
+            task,
             train_idx=spec.train_idx,
             validation_idx=spec.validation_idx,
             params=params,
@@ -153,15 +158,13 @@ def run_training(spec: TrainSpec, reporter: Reporter) -> TrainResult:
             head_learning_rate=None if spec.strategy == LP_FT else clf.head_learning_rate,
         )
 
-    # The model now holds the best epoch's weights, whose validation logits fit kept.
+    # The model now holds the best epoch's weights, whose validation outputs fit kept.
     stage.trained.eval()
-    val_labels = labels[np.asarray(spec.validation_idx)]
-    validation = full_report(outcome.best_logits, val_labels, spec.label_names)
+    val_rows = np.asarray(spec.validation_idx)
+    chosen = task.tune(outcome.best_logits, val_rows)  # before anything is scored with it
     write_json(
         job_files.validation_predictions(spec.output_dir),
-        validation_predictions(
-            outcome.best_logits, spec.validation_idx, spec.examples, spec.label_names
-        ),
+        task.predictions(outcome.best_logits, val_rows),
     )
     test_logits = predict_logits(
         stage.forward,
@@ -172,27 +175,25 @@ def run_training(spec: TrainSpec, reporter: Reporter) -> TrainResult:
         reporter=reporter,
         phase="evaluating",
     )
-    test = full_report(test_logits, labels[np.asarray(spec.test_idx)], spec.label_names)
+    test = task.report(test_logits, np.asarray(spec.test_idx))
     seconds = outcome.train_seconds
     if spec.strategy == TRANSFER_FROZEN:
         # Examples/s of the whole adaptation: the features pass is its real cost.
         seconds += stage.info["feature_seconds"]
     # lp_ft: the fine-tuning stage's steps alone, comparable with finetune_full; what its
     # probe cost is in feature_seconds and probe_seconds.
+    headline = task.headline
     metrics: dict[str, Any] = {
-        "test_accuracy": test["accuracy"],
-        "test_macro_f1": test["macro_f1"],
-        "test_loss": test["loss"],
-        "per_class": test["per_class"],
-        "confusion_matrix": test["confusion_matrix"],
-        "labels": test["labels"],
+        **{f"test_{k}": v for k, v in test["scores"].items()},
+        **test["views"],
+        "headline_metric": f"test_{headline.key}",
+        "headline_higher_is_better": headline.higher_is_better,
         "best_epoch": outcome.best_epoch,
         "epochs_run": outcome.epochs_run,
         "stopped_early": outcome.stopped_early,
-        "val_accuracy": outcome.best_validation["accuracy"],
-        "val_macro_f1": outcome.best_validation["macro_f1"],
-        "val_loss": outcome.best_validation["loss"],
-        "val_confusion_matrix": validation["confusion_matrix"],
+        # At the kept weights: what ranked the epochs (before any threshold was tuned).
+        **{f"val_{k}": v for k, v in outcome.best_validation.items()},
+        **chosen,
         "trainable_params": trainable_params,
         "total_params": total_params,
         "train_examples_per_second": round(outcome.train_examples / max(seconds, 1e-9), 3),
@@ -203,13 +204,23 @@ def run_training(spec: TrainSpec, reporter: Reporter) -> TrainResult:
         if "head_l2" in metrics
         else f"best epoch {outcome.best_epoch}"
     )
-    reporter.log(f"test accuracy {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f} ({kept})")
+    reporter.log(
+        "test "
+        + ", ".join(f"{k} {v:.4f}" for k, v in test["scores"].items() if k != "loss")
+        + f" ({kept})"
+    )
 
     reporter.progress(step=0, total_steps=1, phase="exporting")
     metrics["peak_memory_bytes"] = peak_memory_bytes(device)
     metrics["wall_seconds"] = round(time.perf_counter() - started, 3)
+    exported = stage.exported()
     export_path = export_model(
-        spec, clf, stage.exported(), metrics=metrics, learning_rate=learning_rate
+        spec,
+        clf,
+        exported,
+        metrics=metrics,
+        learning_rate=learning_rate,
+        config=task.finish(exported),
     )
     reporter.progress(step=1, total_steps=1, phase="exporting")
     checkpoint.remove(spec.output_dir)  # published: nothing left to resume

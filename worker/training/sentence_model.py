@@ -236,6 +236,15 @@ class SentenceClassifier:
         # sentence-transformers writes its own card; the export's card is one level up.
         (folder / "README.md").unlink(missing_ok=True)
 
+    def outputs_snippet(self) -> str:
+        return """import json
+import torch
+config = json.load(open("model/config.json"))
+labels = [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
+from sentence_transformers import SentenceTransformer
+model = SentenceTransformer("model")  # its last module, a Dense layer, is the head
+outputs = model.encode(["some text"], convert_to_tensor=True)[0]"""
+
     def loading_snippet(self) -> str:
         return """import json
 from sentence_transformers import SentenceTransformer

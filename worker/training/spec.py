@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 # The strategies and settings live in hyperparameters.py; the names are used from here too.
 from worker.training.hyperparameters import (
@@ -41,7 +42,9 @@ PREVIEW_CHARS = 500  # of each text in validation_predictions.json: enough to ju
 class TextExamples:
     texts: list[str]
     text_pairs: list[str] | None
-    labels: list[int]  # ids into TrainSpec.label_names
+    # As the task reads them (tasks/): class ids into TrainSpec.label_names, lists of such
+    # ids (multi-label) or numbers (regression).
+    labels: list[Any]
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -58,7 +61,7 @@ class TextExamples:
 class ImageExamples:
     root: Path  # the dataset's folder; paths are relative to it
     paths: list[str]
-    labels: list[int]  # ids into TrainSpec.label_names
+    labels: list[Any]  # as TextExamples.labels
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -78,6 +81,7 @@ class TrainSpec:
     # processor), or for a packaged plain-PyTorch vision model its checkpoint file.
     model_path: str
     strategy: str  # one of STRATEGIES
+    # The head's outputs: class names, tag names, or (regression) the target's name.
     label_names: list[str]
     examples: Examples  # all rows of the dataset, in file order
     train_idx: list[int]
@@ -95,22 +99,30 @@ class TrainSpec:
     architecture: str | None = None
     # Besides the end of every epoch, a checkpoint is saved mid-epoch this often.
     checkpoint_every_seconds: float = 600.0
+    task: str = "classification"  # tasks.NAMES: what the labels are
+
+    def job_task(self):  # noqa: ANN201 - tasks.JobTask, imported here to keep spec light
+        """The task bound to this job's labels and training rows."""
+        from worker.training.tasks import get_task
+
+        return get_task(self.task).bind(
+            self.examples, self.label_names, self.train_idx, self.params
+        )
 
     def check(self) -> None:
         """Fail before any model is loaded, with a message a user can act on."""
         if self.strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {self.strategy!r}; expected one of {STRATEGIES}")
-        if len(self.label_names) < 2:
-            raise ValueError("a classifier needs at least two labels")
+        from worker.training.tasks import get_task
+
+        task = get_task(self.task)
         n = len(self.examples)
         if len(self.examples.labels) != n:
             raise ValueError(f"{n} examples but {len(self.examples.labels)} labels")
         pairs = getattr(self.examples, "text_pairs", None)
         if pairs is not None and len(pairs) != n:
             raise ValueError(f"{n} texts but {len(pairs)} text pairs")
-        bad = [y for y in self.examples.labels if not 0 <= y < len(self.label_names)]
-        if bad:
-            raise ValueError(f"label id {bad[0]} is outside 0..{len(self.label_names) - 1}")
+        task.check_labels(self.examples.labels, self.label_names)
         for name in ("train_idx", "validation_idx", "test_idx"):
             idx = getattr(self, name)
             if not idx:

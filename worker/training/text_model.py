@@ -196,6 +196,20 @@ class TextClassifier:
         model.save_pretrained(folder)  # safetensors; config carries id2label / label2id
         self.tokenizer.save_pretrained(folder)
 
+    def outputs_snippet(self) -> str:
+        return f"""import json
+import torch
+config = json.load(open("model/config.json"))
+labels = [config["id2label"][str(i)] for i in range(len(config["id2label"]))]
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+tokenizer = AutoTokenizer.from_pretrained("model")
+model = AutoModelForSequenceClassification.from_pretrained("model").eval()
+inputs = tokenizer(
+    ["some text"], truncation=True, max_length={self.max_length}, return_tensors="pt"
+)
+with torch.no_grad():
+    outputs = model(**inputs).logits[0]"""
+
     def loading_snippet(self) -> str:
         return """from transformers import AutoModelForSequenceClassification, pipeline
 model = AutoModelForSequenceClassification.from_pretrained("model")
