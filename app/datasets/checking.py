@@ -177,7 +177,14 @@ def check_dataset(session: Session, *, settings: Settings, dataset_id: int) -> D
         sizes = {part: path.stat().st_size for part, path in paths.items()}
         progress = _Progress(session, dataset, sizes)
         if dataset.modality == Modality.image:
-            fields = examine_images(folder, list(paths), settings, progress)
+            fields = examine_images(
+                folder,
+                list(paths),
+                settings,
+                progress,
+                task=dataset.task or None,
+                label_separator=dataset.label_separator,
+            )
         else:
             fields = service.examine_tables(
                 paths,

@@ -1,10 +1,13 @@
-"""Creating image datasets from ZIPs of class folders, and reading them back.
+"""Creating image datasets from ZIPs of images, and reading them back.
 
 upload (a ZIP, stored as <id>/train.zip) → archives.extract_zip (safe: no path escape, no
 bombs) → images.scan_class_folders (per-file checks: format, pixel cap, corrupt files skipped
-with their reason) → report → the dataset folder:
+with their reason), or, for a ZIP with a labels file, image_labels.scan_labelled (any task)
+→ report → the dataset folder:
     <id>/train/<class>/<file>          as extracted (likewise validation/, test/)
-    <id>/images.json                   the manifest: every usable image, part by part
+    <id>/images.json                   the manifest: every usable image, part by part, with
+                                       its label as the task reads it (a class name, a
+                                       list of label names, a number)
     <id>/thumbs/<n>.webp               thumbnails: the preview's made by the check, others
                                        on first request
 Images are addressed by their number in the manifest, never by a path from a request.
@@ -19,7 +22,7 @@ import tempfile
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,8 @@ from PIL import Image
 
 from app.config import Settings
 from app.datasets.archives import ArchiveLimits, extract_zip
+from app.datasets.image_label_report import labelled_report
+from app.datasets.image_labels import LABELS_FILES, find_labels_file, scan_labelled
 from app.datasets.image_reading import draft
 from app.datasets.images import ImageInfo, image_report, scan_class_folders
 from app.datasets.uploads import StoredUpload
@@ -37,6 +42,7 @@ log = logging.getLogger("tuneboard.datasets")
 MANIFEST = "images.json"
 THUMBNAIL_PX = 160
 PREVIEW_PER_CLASS = 8
+PREVIEW_UNGROUPED = 24  # multi-label and regression: the first images, whatever their labels
 PARTS = ("train", "validation", "test")
 
 
@@ -61,11 +67,8 @@ def archive_limits(settings: Settings) -> ArchiveLimits:
     )
 
 
-def _check_parts(
-    scanned: dict[str, tuple[list[ImageInfo], list[Any]]],
-) -> dict[str, Any]:
+def _check_parts(reports: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The training part's report, with errors from any part; raises DatasetInvalid."""
-    reports = {name: image_report(images, issues) for name, (images, issues) in scanned.items()}
     summary = reports["train"]
     train_classes = set(summary["class_counts"])
     errors = [Issue(**e) for e in summary["errors"]]
@@ -75,14 +78,15 @@ def _check_parts(
         errors += [
             Issue(e["code"], f"{name} archive: {e['message']}", e.get("lines", []))
             for e in report["errors"]
-            if e["code"] != "one_class"
+            if e["code"] not in ("one_class", "one_label", "constant_target")
         ]
         unseen = sorted(set(report["class_counts"]) - train_classes)
         if unseen:
+            what = "labels" if "labels_file" in report else "class folders"
             errors.append(
                 Issue(
                     "unseen_labels",
-                    f"the {name} archive has class folders the training archive lacks: "
+                    f"the {name} archive has {what} the training archive lacks: "
                     f"{', '.join(unseen[:10])}; add training images for them",
                 )
             )
@@ -97,14 +101,64 @@ def _check_parts(
 
 
 def _preview(images: list[ImageInfo]) -> list[dict[str, Any]]:
-    """The first few images of each class, by manifest number, for the thumbnail grid."""
+    """The first few images of each class, by manifest number, for the thumbnail grid; for
+    labels that are not one class (lists, numbers), the first few images."""
     shown: Counter[str] = Counter()
     rows = []
     for number, image in enumerate(images):
-        if shown[image.label] < PREVIEW_PER_CLASS:
-            shown[image.label] += 1
+        group, most = (
+            (image.label, PREVIEW_PER_CLASS)
+            if isinstance(image.label, str)
+            else ("", PREVIEW_UNGROUPED)
+        )
+        if shown[group] < most:
+            shown[group] += 1
             rows.append({"index": number, "label": image.label, "path": image.path})
     return rows
+
+
+class _Form:
+    """How a dataset's archives give labels: class folders, or a labels file (the task and
+    separator the training archive's was read with, which the other parts' are read with)."""
+
+    def __init__(self, task: str | None, separator: str | None) -> None:
+        self.task, self.separator = task, separator
+        self.labels_file: bool | None = None  # decided by the training archive
+        self.label_column = ""  # the labels file's
+
+    def scan(
+        self, root: Path, files: list[str], part: str, max_pixels: int, progress: Any
+    ) -> tuple[list[ImageInfo], dict[str, Any]]:
+        member = find_labels_file(files)
+        if self.labels_file is None:
+            self.labels_file = member is not None
+        if self.labels_file != (member is not None):
+            raise DatasetInvalid([Issue("mixed_archives", self._mixed(part))])
+        if member is None:
+            if self.task not in (None, "classification"):
+                msg = (
+                    f"the {self.task} task needs a labels file in the ZIP "
+                    f"({' or '.join(LABELS_FILES)}: each image's path and its labels); class "
+                    "folders give one class per image"
+                )
+                raise DatasetInvalid([Issue("no_labels_file", msg)])
+            self.task = "classification"  # class folders: one class per image
+            images, issues = scan_class_folders(root, files, max_pixels, progress)
+            return images, image_report(images, issues)
+        scan = scan_labelled(
+            root, files, member, max_pixels, progress, task=self.task, separator=self.separator
+        )
+        self.task, self.separator = scan.choice.task, scan.choice.separator
+        self.label_column = scan.choice.label
+        return scan.images, labelled_report(scan)
+
+    def _mixed(self, part: str) -> str:
+        has, lacks = ("has", "lacks") if self.labels_file else ("lacks", "has")
+        return (
+            f"the training archive {has} a labels file ({' or '.join(LABELS_FILES)}) but the "
+            f"{part} archive {lacks} one; make every archive the same way, all with a labels "
+            "file or all as class folders"
+        )
 
 
 def examine_images(
@@ -112,46 +166,47 @@ def examine_images(
     parts: list[str],
     settings: Settings,
     on_progress: Callable[[str, int, float], None] | None = None,
+    *,
+    task: str | None = None,
+    label_separator: str | None = None,
 ) -> dict[str, Any]:
-    """Extract the stored ZIPs of class folders (<folder>/<part>.zip), check every image and
-    lay them out as above, with the preview's thumbnails made; returns the dataset's fields.
-    Raises ArchiveError or DatasetInvalid, leaving nothing extracted. The ZIPs stay until the
-    caller has recorded the dataset (drop_archives), so a check cut short can run again."""
+    """Extract the stored ZIPs (<folder>/<part>.zip: class folders, or images with a labels
+    file), check every image and lay them out as above, with the preview's thumbnails made;
+    returns the dataset's fields. `task` and `label_separator`: as the upload named them
+    (None: detected from a labels file). Raises ArchiveError or DatasetInvalid, leaving
+    nothing extracted. The ZIPs stay until the caller has recorded the dataset
+    (drop_archives), so a check cut short can run again."""
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder))
+    form = _Form(task, label_separator)
     try:
-        scanned = {}
+        scanned, reports = {}, {}
         for part in (p for p in PARTS if p in parts):
             files = extract_zip(folder / f"{part}.zip", staging / part, archive_limits(settings))
             progress = partial(on_progress, part) if on_progress else None
-            images, issues = scan_class_folders(
-                staging / part, files, settings.max_image_pixels, progress
+            images, reports[part] = form.scan(
+                staging / part, files, part, settings.max_image_pixels, progress
             )
             # Paths relative to the dataset folder, which will hold this part's folder.
-            scanned[part] = (
-                [
-                    ImageInfo(f"{part}/{i.path}", i.label, i.sha256, i.width, i.height, i.format)
-                    for i in images
-                ],
-                issues,
-            )
-        summary = _check_parts(scanned)
-        manifest = {part: [asdict(i) for i in images] for part, (images, _) in scanned.items()}
+            scanned[part] = [replace(image, path=f"{part}/{image.path}") for image in images]
+        summary = _check_parts(reports)
+        manifest = {part: [asdict(i) for i in images] for part, images in scanned.items()}
         for part in scanned:
             shutil.rmtree(folder / part, ignore_errors=True)  # from a check that was killed
             (staging / part).rename(folder / part)
         (folder / MANIFEST).write_text(json.dumps(manifest))
-        preview = _preview([image for images, _ in scanned.values() for image in images])
+        preview = _preview([image for images in scanned.values() for image in images])
         for row in preview:
             _try_thumbnail(folder, row["index"])
+        labels = summary.get("labels") or {"names": sorted(summary["class_counts"])}
         return {
             "files": {part: part for part in scanned},
             "num_rows": summary["num_rows"],
-            "task": "classification",  # class folders: one class per image
-            "label_separator": None,
-            "label_names": sorted(summary["class_counts"]),
+            "task": form.task,
+            "label_separator": form.separator,
+            "label_names": labels["names"],
             "report": summary,
             "preview": preview,
-        }
+        } | ({"label_column": form.label_column} if form.labels_file else {})
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 

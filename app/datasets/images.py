@@ -36,10 +36,15 @@ class ImageRejected(ValueError):
     """One file cannot be used; the message is the reason, shown next to its path."""
 
 
+# An image's label: its class folder's name; from a labels file (image_labels.py), what
+# the dataset's task reads: a class name, a list of label names, or a number.
+Label = str | list[str] | float
+
+
 @dataclass(frozen=True)
 class ImageInfo:
     path: str  # relative posix path, as extracted
-    label: str  # class folder name
+    label: Label
     sha256: str  # of the file bytes
     width: int
     height: int
@@ -112,6 +117,19 @@ def _sha256(path: Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
+def judge_file(root: Path, path: str, label: Label, max_pixels: int) -> ImageInfo | FileIssue:
+    """The extracted file `root/path` as a usable image with `label`, or why it is skipped."""
+    file = root / path
+    try:
+        width, height, fmt = inspect_image(file, max_pixels)
+        digest = _sha256(file)
+    except ImageRejected as exc:
+        return FileIssue(path, str(exc))
+    except OSError as exc:  # vanished or unreadable between the two reads
+        return FileIssue(path, f"not a readable image: {short_reason(exc, file)}")
+    return ImageInfo(path, label, digest, width, height, fmt)
+
+
 def _class_parts(files: list[str]) -> dict[str, tuple[str, ...]]:
     """Each file's path parts below the folder that holds the class folders.
 
@@ -145,18 +163,12 @@ def scan_class_folders(
                 FileIssue(path, "not inside a class folder; move it into the folder of its class")
             )
             continue
-        file = root / path
-        try:
-            width, height, fmt = inspect_image(file, max_pixels)
-            digest = _sha256(file)
-        except ImageRejected as exc:
-            issues.append(FileIssue(path, str(exc)))
-            continue
-        except OSError as exc:  # vanished or unreadable between the two reads
-            issues.append(FileIssue(path, f"not a readable image: {short_reason(exc, file)}"))
-            continue
         # Deeper folders (cats/indoor/1.jpg) belong to their first-level class.
-        images.append(ImageInfo(path, parts[0], digest, width, height, fmt))
+        judged = judge_file(root, path, parts[0], max_pixels)
+        if isinstance(judged, ImageInfo):
+            images.append(judged)
+        else:
+            issues.append(judged)
     images.sort(key=lambda i: (i.label, i.path))
     issues.sort(key=lambda i: i.path)
     return images, issues
@@ -170,7 +182,7 @@ def image_report(images: list[ImageInfo], issues: list[FileIssue]) -> dict[str, 
 
     Errors block training; warnings are shown and training may go ahead.
     """
-    counts = Counter(image.label for image in images)
+    counts = Counter(str(image.label) for image in images)  # class folders: names
     errors: list[Issue] = []
     if not counts:
         msg = (
@@ -185,20 +197,20 @@ def image_report(images: list[ImageInfo], issues: list[FileIssue]) -> dict[str, 
         )
         errors.append(Issue("one_class", msg))
     warnings_ = (
-        _skipped_warning(issues) + class_warnings(counts, "images") + _content_warnings(images)
+        skipped_warning(issues) + class_warnings(counts, "images") + content_warnings(images)
     )
     return {
         "errors": [asdict(issue) for issue in errors],
         "warnings": [asdict(issue) for issue in warnings_],
         "num_rows": len(images),
         "class_counts": dict(sorted(counts.items())),
-        "image_size": _size_stats(images),
+        "image_size": size_stats(images),
         "skipped_files": [asdict(issue) for issue in issues[:MAX_SKIPPED_LISTED]],
         "skipped_count": len(issues),
     }
 
 
-def _files_phrase(count: int, noun: str = "file") -> str:
+def files_phrase(count: int, noun: str = "file") -> str:
     return f"1 {noun}" if count == 1 else f"{count} {noun}s"
 
 
@@ -206,29 +218,30 @@ def _verb(count: int, verb: str) -> str:
     return verb + "s" if count == 1 else verb
 
 
-def _skipped_warning(issues: list[FileIssue]) -> list[Issue]:
+def skipped_warning(issues: list[FileIssue]) -> list[Issue]:
     if not issues:
         return []
     named = "; ".join(f"'{i.path}': {i.reason}" for i in issues[:MAX_NAMED])
     more = f"; and {len(issues) - MAX_NAMED} more" if len(issues) > MAX_NAMED else ""
     msg = (
-        f"{_files_phrase(len(issues))} will be skipped ({named}{more}); fix or remove them "
+        f"{files_phrase(len(issues))} will be skipped ({named}{more}); fix or remove them "
         "to use them"
     )
     return [Issue("skipped_files", msg)]
 
 
-def _content_warnings(images: list[ImageInfo]) -> list[Issue]:
-    """Identical file contents, found by hash: repeated within a class, or across classes."""
+def content_warnings(images: list[ImageInfo], labels_file: str | None = None) -> list[Issue]:
+    """Identical file contents, found by hash: repeated under one label, or under several
+    (class folders; or, with `labels_file`, rows of it giving different labels)."""
     by_hash: dict[str, list[ImageInfo]] = defaultdict(list)
-    for image in images:  # already in (label, path) order, so the first copy comes first
+    for image in images:  # in manifest order, so the first copy comes first
         by_hash[image.sha256].append(image)
     copies: list[str] = []  # "copy = original", for every copy after the first in its class
     conflicts: list[str] = []  # "a and b", one per content found in several classes
     for group in by_hash.values():
-        first_in_class: dict[str, str] = {}
+        first_in_class: dict[Any, str] = {}
         for image in group:
-            original = first_in_class.setdefault(image.label, image.path)
+            original = first_in_class.setdefault(_label_key(image.label), image.path)
             if original != image.path:
                 copies.append(f"'{image.path}' = '{original}'")
         if len(first_in_class) > 1:
@@ -237,9 +250,10 @@ def _content_warnings(images: list[ImageInfo]) -> list[Issue]:
     if copies:
         copies.sort()
         shown = ", ".join(copies[:MAX_NAMED]) + (", ..." if len(copies) > MAX_NAMED else "")
+        same = "of the same class" if labels_file is None else "with the same labels"
         msg = (
-            f"{_files_phrase(len(copies), 'image')} {_verb(len(copies), 'repeat')} an earlier "
-            f"image of the same class "
+            f"{files_phrase(len(copies), 'image')} {_verb(len(copies), 'repeat')} an earlier "
+            f"image {same} "
             f"({shown}); duplicates can land in both the training and the test split and make "
             "the scores look better than they are, so remove the copies"
         )
@@ -247,16 +261,26 @@ def _content_warnings(images: list[ImageInfo]) -> list[Issue]:
     if conflicts:
         conflicts.sort()
         shown = "; ".join(conflicts[:MAX_NAMED]) + ("; ..." if len(conflicts) > MAX_NAMED else "")
+        where, advice = (
+            ("in more than one class folder", "keep it only in that folder")
+            if labels_file is None
+            else (f"under different labels in {labels_file}", "keep one copy")
+        )
         msg = (
-            f"{_files_phrase(len(conflicts), 'image')} {_verb(len(conflicts), 'appear')} in "
-            "more than one class folder "
-            f"({shown}); decide on one class for each and keep it only in that folder"
+            f"{files_phrase(len(conflicts), 'image')} {_verb(len(conflicts), 'appear')} "
+            f"{where} ({shown}); decide on one {'class' if labels_file is None else 'label'} "
+            f"for each and {advice}"
         )
         warnings_.append(Issue("conflicting_labels", msg))
     return warnings_
 
 
-def _size_stats(images: list[ImageInfo]) -> dict[str, float]:
+def _label_key(label: Label) -> Any:
+    """A label as a dict key: a list of labels in any order is one label set."""
+    return tuple(sorted(label)) if isinstance(label, list) else label
+
+
+def size_stats(images: list[ImageInfo]) -> dict[str, float]:
     if not images:
         return dict.fromkeys(
             (f"{stat}_{side}" for side in ("width", "height") for stat in ("min", "max", "median")),
