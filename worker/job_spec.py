@@ -44,18 +44,27 @@ def train(job: Job, reporter: DatabaseReporter):  # noqa: ANN202 - TrainResult, 
 
 
 def spec_for(job, data, entry, model_path, strategy, params, device):  # noqa: ANN001, ANN202
-    from worker.training.spec import ImageExamples, TextExamples, TrainParams, TrainSpec
+    from worker.training.spec import (
+        Examples,
+        ImageExamples,
+        TextExamples,
+        TokenExamples,
+        TrainParams,
+        TrainSpec,
+    )
 
     settings = get_settings()
     # Unset settings take TrainParams' defaults; the time limit is the worker's own.
     params = {k: v for k, v in params.items() if k != "time_limit_minutes" and v is not None}
     if params.get("lora_target_modules") is not None:
         params = {**params, "lora_target_modules": tuple(params["lora_target_modules"])}
-    examples = (
-        ImageExamples(root=data.image_root, paths=data.texts, labels=data.labels)
-        if data.image_root is not None
-        else TextExamples(texts=data.texts, text_pairs=data.text_pairs, labels=data.labels)
-    )
+    examples: Examples
+    if job.dataset.task == "token_classification":
+        examples = TokenExamples(words=data.texts, labels=data.labels)
+    elif data.image_root is not None:
+        examples = ImageExamples(root=data.image_root, paths=data.texts, labels=data.labels)
+    else:
+        examples = TextExamples(texts=data.texts, text_pairs=data.text_pairs, labels=data.labels)
     return TrainSpec(
         job_id=job.id,
         model_id=entry.id,
@@ -82,6 +91,8 @@ def spec_for(job, data, entry, model_path, strategy, params, device):  # noqa: A
 def _outputs(task: str, data) -> str:  # noqa: ANN001 - TrainingData
     if task == "regression":
         return f"target {data.label_names[0]!r}"
+    if task == "token_classification":
+        return f"{len(data.label_names)} tags"
     noun = "labels" if task == "multi_label" else "classes"
     return f"{len(data.label_names)} {noun}"
 
@@ -94,6 +105,8 @@ def choose_strategy(job, data, entry, model_path, device, reporter) -> Strategy:
     task = job.dataset.task
     if task == "multi_label":
         counts = Counter(j for i in data.train_idx for j in data.labels[i])
+    elif task == "token_classification":  # sentences holding each tag
+        counts = Counter(t for i in data.train_idx for t in set(data.labels[i]))
     elif task == "classification":
         counts = Counter(data.labels[i] for i in data.train_idx)
     else:  # regression: no classes; the rows are what there is to learn from

@@ -100,7 +100,7 @@ def _image_batch(predictor: Any, where: Path, files: list[str]) -> dict[str, Any
     for group in batches(inputs()):
         outputs = predictor.classify([tensor for _, tensor in group])
         for (row, _), out in zip(group, outputs, strict=True):
-            rows[row] += task.csv_cells(out, labels, config)
+            rows[row] += task.csv_rows(out, labels, config)[0]  # images: one row each
     write_csv(where / "predictions.csv", ["file", *results], rows)
     error = 1 + results.index("error")
     return {"rows": len(rows), "skipped": sum(1 for row in rows if row[error])}
@@ -113,14 +113,15 @@ def _text_batch(predictor: Any, where: Path, request: dict[str, Any]) -> dict[st
     pairs = [cell_text(row.get(columns[1])) for row in table.rows] if len(columns) > 1 else None
     task, labels, config = predictor.task, predictor.labels, predictor.config
     rows = [
-        [line, text[:200], *task.csv_cells(outputs, labels, config)]
+        [line, text[:200], *cells]
         for line, text, outputs in zip(
             table.lines, texts, predictor.texts(texts, pairs), strict=True
         )
+        for cells in task.csv_rows(outputs, labels, config)  # entity tagging: one per entity
     ]
     header = ["line", "text", *task.csv_header(labels)]
     write_csv(where / "predictions.csv", header, rows)
-    return {"rows": len(rows), "skipped": 0}
+    return {"rows": len(texts), "skipped": 0}
 
 
 @celery_app.task(name=PREDICT_TASK, acks_late=True)

@@ -31,6 +31,8 @@ from app.datasets.folders import dataset_folder, part_paths, stored_name
 from app.datasets.image_datasets import drop_archives, examine_images, is_image_archive
 from app.datasets.models import Dataset, DatasetStatus, Modality
 from app.datasets.parsing import ParseError, detect_format
+from app.datasets.tagged_datasets import NAME as TAGGING
+from app.datasets.tagged_datasets import examine_tagged, is_tagged_upload
 from app.datasets.task_labels import check_task
 from app.datasets.uploads import StoredUpload
 from app.datasets.validation import DatasetInvalid
@@ -78,16 +80,29 @@ def accept_upload(
     check_storage(session, settings, owner, sum(u.size for u in parts.values()))
     check_task(task, label_separator)
     images = is_image_archive(train)
+    tagged_parts: set[str] = set()
     if images and not all(is_image_archive(u) for u in parts.values()):
         raise ParseError(
             "the training file is a ZIP of images but a validation or test file is not; "
             "upload class-folder ZIPs for every part"
         )
-    formats = {}
+    formats: dict[str, str] = {}
     for part, upload in parts.items():
         with upload.path.open("rb") as f:
             head = f.read(4096)
-        formats[part] = "zip" if images else detect_format(upload.original_filename, head).value
+        tagged = None if images else is_tagged_upload(upload.original_filename, head, task)
+        if part != "train" and (tagged is None) != ("train" not in tagged_parts):
+            raise ParseError(
+                f"the training file is {'an entity-tagging' if tagged_parts else 'a table'} "
+                f"file but the {part} file is not; upload the same kind for every part"
+            )
+        if tagged is not None:
+            tagged_parts.add(part)
+        formats[part] = (
+            "zip" if images else tagged or detect_format(upload.original_filename, head).value
+        )
+    if tagged_parts:
+        task = TAGGING
     dataset = Dataset(
         owner_id=owner.id,
         name=(name or train.original_filename).strip()[:200] or "dataset",
@@ -176,7 +191,9 @@ def check_dataset(session: Session, *, settings: Settings, dataset_id: int) -> D
     try:
         sizes = {part: path.stat().st_size for part, path in paths.items()}
         progress = _Progress(session, dataset, sizes)
-        if dataset.modality == Modality.image:
+        if dataset.task == TAGGING:
+            fields = examine_tagged(paths)
+        elif dataset.modality == Modality.image:
             fields = examine_images(
                 folder,
                 list(paths),

@@ -137,6 +137,10 @@ def change_columns(
         raise ParseError(f"dataset {dataset.id} is {dataset.status.value}: no columns to choose")
     if dataset.modality == Modality.image:
         raise ParseError("an image dataset has no columns to choose: its folders are its classes")
+    if dataset.task == "token_classification":
+        raise ParseError(
+            "an entity-tagging dataset has no columns to choose: every word carries its tag"
+        )
     tables = read_parts(dataset, settings)
     choice = resolve_columns(tables["train"], text=text, label=label, text_pair=text_pair)
     if task is None:

@@ -62,6 +62,12 @@ def with_task(
 ) -> ColumnChoice:
     """`choice` with the task (and separator) named, or detected from the label cells."""
     check_task(task, separator)
+    if task == "token_classification":
+        raise ParseError(
+            "entity tagging reads tagged words (a CoNLL file, or JSONL with tokens and tags "
+            "or text and spans), not a table's columns; upload such a file instead",
+            column="task",
+        )
     read = (read_label(row.get(choice.label)) for row in table.rows[:SAMPLE_ROWS])
     cells = [c for c in read if c is not None]
     if task is None:

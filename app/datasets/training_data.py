@@ -11,13 +11,15 @@ from pathlib import Path
 from typing import Any
 
 from app.config import Settings
+from app.datasets import tagged_datasets
 from app.datasets.columns import ColumnChoice
-from app.datasets.folders import dataset_folder
+from app.datasets.folders import dataset_folder, part_paths
 from app.datasets.image_datasets import read_manifest
 from app.datasets.models import Dataset, Modality
 from app.datasets.service import read_parts
+from app.datasets.tagged_datasets import read_sentences
 from app.datasets.validation import extract_examples
-from worker.training.tasks import multi_label, regression
+from worker.training.tasks import multi_label, regression, token_classification
 from worker.training.tasks.splitting import Split, stratified_split
 
 VALIDATION_FRACTION = 0.1
@@ -27,7 +29,8 @@ TEST_FRACTION = 0.1
 @dataclass
 class TrainingData:
     # Text datasets: the texts. Image datasets: image paths relative to `image_root`.
-    texts: list[str]
+    # Entity tagging: each sentence's words.
+    texts: list[Any]
     text_pairs: list[str] | None
     labels: list[Any]  # as the task reads them: class ids, lists of label ids, numbers
     label_names: list[str]
@@ -39,7 +42,7 @@ class TrainingData:
 
 @dataclass
 class _Part:
-    inputs: list[str]
+    inputs: list[Any]  # texts, image paths, or sentences' words
     pairs: list[str] | None
     labels: list[Any]  # as the cells read: class names, lists of names, numbers
 
@@ -73,21 +76,37 @@ def _label_ids(task: str, labels: list[Any], ids: dict[str, int]) -> list[Any]:
         return [sorted(ids[name] for name in row) for row in labels]
     if task == "regression":
         return [float(value) for value in labels]
+    if task == tagged_datasets.NAME:  # a tag id per word
+        return [[ids[tag] for tag in row] for row in labels]
     return [ids[label] for label in labels]
 
 
-def _split(task: str, labels: list[Any], width: int, **fractions: Any) -> Split:
+def _split(task: str, labels: list[Any], names: list[str], **fractions: Any) -> Split:
     """Each task's split (its module says how), the same for the same labels and seed."""
     if task == "multi_label":
-        return multi_label.split(labels, width, **fractions)
+        return multi_label.split(labels, len(names), **fractions)
     if task == "regression":
         return regression.split(labels, **fractions)
+    if task == tagged_datasets.NAME:
+        return token_classification.split([[names[t] for t in row] for row in labels], **fractions)
     return stratified_split(labels, **fractions)
+
+
+def _tagged_parts(dataset: Dataset, settings: Settings) -> dict[str, _Part]:
+    """Entity tagging: each sentence's words as the input, its tags as the label."""
+    files = part_paths(settings, dataset.id, dataset.files)
+    return {
+        name: _Part([s.tokens for s in sentences], None, [s.tags for s in sentences])
+        for name, sentences in read_sentences(files).items()
+    }
 
 
 def load_training_data(dataset: Dataset, settings: Settings, *, seed: int) -> TrainingData:
     image = dataset.modality == Modality.image
-    parts = _image_parts(dataset, settings) if image else _text_parts(dataset, settings)
+    if dataset.task == tagged_datasets.NAME:
+        parts = _tagged_parts(dataset, settings)
+    else:
+        parts = _image_parts(dataset, settings) if image else _text_parts(dataset, settings)
     train = parts["train"]
     label_names = list(dataset.label_names)
     ids = {name: i for i, name in enumerate(label_names)}
@@ -96,7 +115,7 @@ def load_training_data(dataset: Dataset, settings: Settings, *, seed: int) -> Tr
     split = _split(
         dataset.task,
         train.labels,
-        len(label_names),
+        label_names,
         seed=seed,
         validation_fraction=0 if "validation" in parts else VALIDATION_FRACTION,
         test_fraction=0 if "test" in parts else TEST_FRACTION,

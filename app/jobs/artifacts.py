@@ -56,6 +56,39 @@ def label_mistakes(
     return rows[:limit]
 
 
+def tagged_sentences(settings: Settings, job_id: int, *, limit: int = 50) -> list[dict[str, Any]]:
+    """An entity-tagging job's validation sentences as marked segments, the ones with the
+    most mistakes first: (words, type, "found" | "missed" | "wrong"), or (word, None, "")."""
+    path = job_files.validation_predictions(job_dir(settings, job_id))
+    if not path.is_file():
+        return []
+    rows = []
+    for r in json.loads(path.read_text()):
+        truth = {tuple(e) for e in r["true"]}
+        predicted = {tuple(e) for e in r["predicted"]}
+        starts: dict[int, tuple[str, int, str]] = {}
+        # Where entities overlap, what was found wins over what was missed over what is wrong.
+        for kind, spans in (
+            ("wrong", predicted - truth),
+            ("missed", truth - predicted),
+            ("found", truth & predicted),
+        ):
+            for label, start, end in spans:
+                starts[start] = (label, end, kind)
+        tokens, segments, i = r["tokens"], [], 0
+        while i < len(tokens):
+            if i in starts:
+                label, end, kind = starts[i]
+                segments.append((" ".join(tokens[i:end]), label, kind))
+                i = end
+            else:
+                segments.append((tokens[i], None, ""))
+                i += 1
+        rows.append({"index": r["index"], "segments": segments, "mistakes": len(truth ^ predicted)})
+    rows.sort(key=lambda row: -row["mistakes"])
+    return rows[:limit]
+
+
 def misclassified(
     settings: Settings, job_id: int, *, true: str, predicted: str, limit: int = 50
 ) -> list[dict[str, Any]]:

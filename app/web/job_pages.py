@@ -221,6 +221,12 @@ def job_label_mistakes(
     return render(request, "jobs/label_mistakes.html", context)
 
 
+@router.get("/jobs/{job_id}/sentences", response_class=HTMLResponse)
+def job_sentences(request: Request, job: JobDep, settings: SettingsDep) -> Response:
+    rows = artifacts.tagged_sentences(settings, job.id)
+    return render(request, "jobs/sentences.html", {"job": job, "rows": rows})
+
+
 @router.post("/jobs/{job_id}/cancel", response_class=HTMLResponse)
 def job_cancel(
     request: Request, job: JobDep, session: SessionDep, settings: SettingsDep

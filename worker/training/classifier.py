@@ -10,6 +10,7 @@ is (top-k), which layers LoRA adapts, and how the result is saved. Four kinds im
                                     sequence-classification head on [CLS]
   image_model.PlainImageClassifier  packaged plain-PyTorch ImageNet CNNs (image_modeling.py)
   image_model.HubImageClassifier    Hugging Face image models (ViT, ResNet, ConvNeXt)
+  token_model.TokenClassifier       entity tagging: a tag for every token, over windows
 `load_classifier` picks one from the spec.
 """
 
@@ -21,7 +22,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from worker.training.spec import ImageExamples, TrainSpec
+from worker.training.spec import ImageExamples, TokenExamples, TrainSpec
 from worker.training.text_data import BatchSource
 
 Batch = dict[str, torch.Tensor]
@@ -94,6 +95,10 @@ class Classifier(Protocol):
 
 
 def load_classifier(spec: TrainSpec, device: torch.device) -> Classifier:
+    if isinstance(spec.examples, TokenExamples):
+        from worker.training.token_model import TokenClassifier
+
+        return TokenClassifier.load(spec, device)
     if isinstance(spec.examples, ImageExamples):
         from worker.training.image_model import load_image_classifier
 

@@ -24,7 +24,8 @@ def predict_logits(
     reporter: Reporter,
     phase: str | None = None,
 ) -> np.ndarray:
-    """(len(idx), classes) float32 logits in the order of `idx`. Batches run longest first
+    """(len(idx), classes) float32 logits in the order of `idx` (entity tagging: (len(idx),
+    width, classes), one per token). Batches run longest first
     for the least padding; `phase`, when given, is reported as progress."""
     idx = np.asarray(idx)
     position = {row: i for i, row in enumerate(idx.tolist())}
@@ -37,8 +38,15 @@ def predict_logits(
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             out = forward(inputs).float().cpu().numpy()
         if logits is None:
-            logits = np.empty((len(idx), out.shape[1]), dtype=np.float32)
-        logits[[position[r] for r in rows.tolist()]] = out
+            # Batches run longest first, so per-token outputs (entity tagging) are never
+            # wider than the first; a narrower batch leaves zeros past its own width, which
+            # no score reads.
+            logits = np.zeros((len(idx), *out.shape[1:]), dtype=np.float32)
+        at = [position[r] for r in rows.tolist()]
+        if out.ndim == 2:
+            logits[at] = out
+        else:
+            logits[at, : out.shape[1]] = out
         if phase is not None:
             reporter.progress(step=i + 1, total_steps=len(batches), phase=phase)
     assert logits is not None, "predict_logits needs at least one row"

@@ -60,7 +60,12 @@ def cache_key(
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
 
 
-def load_features(path: Path, rows: int, width: int) -> torch.Tensor | None:
+def feature_shape(clf: Classifier) -> tuple[int, ...]:
+    """One row's features: a vector, or per token (entity tagging) width × hidden."""
+    return tuple(getattr(clf, "feature_shape", (clf.feature_width,)))
+
+
+def load_features(path: Path, rows: int, shape: tuple[int, ...]) -> torch.Tensor | None:
     """The cached features, or None when absent or not the expected shape."""
     if not path.exists():
         return None
@@ -68,7 +73,7 @@ def load_features(path: Path, rows: int, width: int) -> torch.Tensor | None:
         features = load_file(path)["features"]
     except Exception:  # a damaged file is a miss, and gets rewritten
         return None
-    return features if tuple(features.shape) == (rows, width) else None
+    return features if tuple(features.shape) == (rows, *shape) else None
 
 
 def save_features(path: Path, features: torch.Tensor, metadata: dict[str, str]) -> None:
@@ -88,7 +93,7 @@ def compute_features(
     """One forward pass of the backbone over every row, longest batches first."""
     clf.model.eval()
     rows = len(source.lengths)
-    features = torch.empty(rows, clf.feature_width, dtype=torch.float32)
+    features = torch.zeros(rows, *feature_shape(clf), dtype=torch.float32)
     batches = sorted_batches(source.lengths, np.arange(rows), batch_size)
     for i, idx in enumerate(batches):
         if reporter.should_stop():
@@ -96,7 +101,10 @@ def compute_features(
         inputs = to_device(source.batch(idx), device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             state = clf.features(inputs)
-        features[torch.from_numpy(idx)] = state.float().cpu()
+        if state.ndim == 2:
+            features[torch.from_numpy(idx)] = state.float().cpu()
+        else:  # per token: batches are only as wide as their longest row
+            features[torch.from_numpy(idx), : state.shape[1]] = state.float().cpu()
         reporter.progress(step=i + 1, total_steps=len(batches), phase="features")
     return features
 
@@ -115,7 +123,7 @@ def cached_features(
     the rows are never read (tokenised, decoded)."""
     started = time.perf_counter()
     path = Path(cache_dir) / f"{key}.safetensors"
-    features = load_features(path, rows, clf.feature_width)
+    features = load_features(path, rows, feature_shape(clf))
     if features is not None:
         reporter.log(f"features: cache hit {path.name[:12]}…, forward pass skipped")
         return features, True, time.perf_counter() - started

@@ -5,6 +5,7 @@ It reads the very folder a user downloads (export/model), through the loaders th
 shows, so the playground answers exactly as the download will:
   config.json with "architecture"   a packaged CNN: image_modeling.load_model
   preprocessor_config.json          a Hugging Face image model
+  a *ForTokenClassification model   an entity tagger: the token-classification pipeline
   modules.json                      a sentence-transformers model whose last module (a
                                     Dense layer) is the classifier: encode() gives logits
   otherwise                         a Hugging Face text classifier with its tokenizer
@@ -113,6 +114,50 @@ class SentencePredictor(Predictor):
         return list(logits.float().tolist())
 
 
+class TokenPredictor(Predictor):
+    """An entity tagger, run exactly as its model card says: the token-classification
+    pipeline with simple aggregation, so the playground finds what the download finds."""
+
+    kind = "text"
+
+    def __init__(self, folder: Path) -> None:
+        from transformers import pipeline
+
+        self.pipe = pipeline(
+            "token-classification",
+            model=str(folder),
+            aggregation_strategy="simple",
+            device="cpu",
+            model_kwargs={"use_safetensors": True},
+        )
+        self.config = json.loads((folder / "config.json").read_text())
+        id2label = self.config["id2label"]
+        self.labels = [id2label[str(i)] for i in range(len(id2label))]
+
+    def texts(self, texts: Sequence[str], pairs: Sequence[str] | None = None) -> list[Any]:
+        """Per text, the text and its entities: label, words, character span, score."""
+        if not texts:
+            return []
+        found = self.pipe(list(texts), batch_size=BATCH_SIZE)
+        return [
+            {
+                "text": text,
+                "entities": [
+                    {
+                        "entity_group": e["entity_group"],
+                        "word": e["word"],
+                        "start": int(e["start"]),
+                        "end": int(e["end"]),
+                        "score": float(e["score"]),
+                        "text": text[int(e["start"]) : int(e["end"])],
+                    }
+                    for e in entities
+                ],
+            }
+            for text, entities in zip(texts, found, strict=True)
+        ]
+
+
 class ImagePredictor(Predictor):
     kind = "image"
 
@@ -167,6 +212,8 @@ def load_predictor(folder: Path) -> Predictor:
         )
         labels = [hub.config.id2label[i] for i in range(hub.config.num_labels)]
         return ImagePredictor(hub, labels, hub_preprocessing(folder), config)
+    if task_of_config(config).name == "token_classification":
+        return TokenPredictor(folder)
     if (folder / "modules.json").is_file():
         return SentencePredictor(folder)
     return TextPredictor(folder)

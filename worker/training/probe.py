@@ -55,6 +55,7 @@ def probe_score(spec: TrainSpec, reporter: Reporter) -> float:
     clf = load_classifier(spec, device)
     stage = head_on_features(spec, clf, device, reporter)
     task = spec.job_task()
+    task.attach(clf)
     fitted = fit_stage(stage, spec, task, device, reporter, phase="probe", report_path=False)
     key = task.headline.key
     score = fitted.outcome.best_validation[key]

@@ -74,6 +74,11 @@ def run_training(spec: TrainSpec, reporter: Reporter) -> TrainResult:
     )
 
     clf = load_classifier(spec, device)
+    task.attach(clf)
+    # The model's rows for each split: the examples, or (entity tagging) their windows.
+    train_rows, val_rows, test_rows = (
+        task.rows(idx) for idx in (spec.train_idx, spec.validation_idx, spec.test_idx)
+    )
     # A checkpoint of this very job (a killed worker's) is resumed; the chart drops whatever
     # the killed run drew after it, so the curves continue from the checkpoint.
     ckpt_path = checkpoint.path_in(spec.output_dir)
@@ -144,8 +149,8 @@ def run_training(spec: TrainSpec, reporter: Reporter) -> TrainResult:
             stage.forward,
             stage.source,
             task,
-            train_idx=spec.train_idx,
-            validation_idx=spec.validation_idx,
+            train_idx=train_rows.tolist(),
+            validation_idx=val_rows.tolist(),
             params=params,
             learning_rate=learning_rate,
             device=device,
@@ -160,7 +165,6 @@ def run_training(spec: TrainSpec, reporter: Reporter) -> TrainResult:
 
     # The model now holds the best epoch's weights, whose validation outputs fit kept.
     stage.trained.eval()
-    val_rows = np.asarray(spec.validation_idx)
     chosen = task.tune(outcome.best_logits, val_rows)  # before anything is scored with it
     write_json(
         job_files.validation_predictions(spec.output_dir),
@@ -169,13 +173,13 @@ def run_training(spec: TrainSpec, reporter: Reporter) -> TrainResult:
     test_logits = predict_logits(
         stage.forward,
         stage.source,
-        spec.test_idx,
+        test_rows,
         batch_size=2 * params.batch_size,
         device=device,
         reporter=reporter,
         phase="evaluating",
     )
-    test = task.report(test_logits, np.asarray(spec.test_idx))
+    test = task.report(test_logits, test_rows)
     seconds = outcome.train_seconds
     if spec.strategy == TRANSFER_FROZEN:
         # Examples/s of the whole adaptation: the features pass is its real cost.

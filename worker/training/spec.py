@@ -31,6 +31,7 @@ __all__ = [
     "TRANSFER_TOP_K",
     "ImageExamples",
     "TextExamples",
+    "TokenExamples",
     "TrainParams",
     "TrainSpec",
 ]
@@ -70,7 +71,21 @@ class ImageExamples:
         return {"text": self.paths[row]}
 
 
-Examples = TextExamples | ImageExamples
+@dataclass(frozen=True)
+class TokenExamples:
+    """Entity tagging: sentences as words, each word's IOB2 tag id (tasks/tagged_text.py)."""
+
+    words: list[list[str]]
+    labels: list[list[int]]  # ids into TrainSpec.label_names, one per word
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def describe(self, row: int) -> dict[str, str]:
+        return {"text": " ".join(self.words[row])[:PREVIEW_CHARS]}
+
+
+Examples = TextExamples | ImageExamples | TokenExamples
 
 
 @dataclass(frozen=True)

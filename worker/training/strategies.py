@@ -78,7 +78,8 @@ def head_on_features(
     )
     features, hit, seconds = cached_features(
         clf,
-        rows=len(spec.examples),
+        # Rows of the model: examples, or (entity tagging) the windows of the sentences.
+        rows=getattr(clf, "row_count", len(spec.examples)),
         key=key,
         cache_dir=spec.cache_dir,
         batch_size=2 * spec.params.batch_size,

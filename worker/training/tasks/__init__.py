@@ -5,17 +5,25 @@ Each lives in a module of its own; base.py says what a task owns.
 
 from __future__ import annotations
 
-from worker.training.tasks import classification, multi_label, regression
+from worker.training.tasks import (
+    classification,
+    multi_label,
+    regression,
+    token_classification,
+)
 from worker.training.tasks.base import Headline, JobTask, Task
 
 TASKS: dict[str, Task] = {
-    module.TASK.name: module.TASK for module in (classification, multi_label, regression)
+    module.TASK.name: module.TASK
+    for module in (classification, multi_label, regression, token_classification)
 }
 NAMES = tuple(TASKS)
 
 
 def task_of_config(config: dict) -> Task:
     """The task an exported model's config.json was trained for (its problem_type)."""
+    if any(a.endswith("ForTokenClassification") for a in config.get("architectures") or []):
+        return TASKS["token_classification"]
     kinds = {"multi_label_classification": "multi_label", "regression": "regression"}
     return TASKS[kinds.get(config.get("problem_type") or "", "classification")]
 

@@ -70,6 +70,14 @@ class JobTask(Protocol):
 
     headline: Headline
 
+    def attach(self, clf: Any) -> None:
+        """Meet the loaded classifier (entity tagging reads its token windows)."""
+        ...
+
+    def rows(self, idx: list[int] | np.ndarray) -> np.ndarray:
+        """The model's rows for these examples: themselves, or a sentence's windows."""
+        ...
+
     def targets(self) -> torch.Tensor:
         """Every row's target as the loss reads it: class ids, multi-hot rows, numbers."""
         ...
@@ -139,11 +147,23 @@ class Task(Protocol):
         """Batch prediction's result columns (an "error" column among them)."""
         ...
 
-    def csv_cells(self, outputs: list[float], labels: list[str], config: dict) -> list[Any]: ...
+    def csv_rows(self, outputs: Any, labels: list[str], config: dict) -> list[list[Any]]:
+        """Batch prediction's rows for one input: one, or one per entity found."""
+        ...
 
     def check_labels(self, labels: list[Any], label_names: list[str]) -> None:
         """Raise ValueError when a spec's labels do not fit the task."""
         ...
+
+
+class RowsAreExamples:
+    """For the tasks whose model reads one example per row."""
+
+    def attach(self, clf: Any) -> None:
+        return None
+
+    def rows(self, idx: list[int] | np.ndarray) -> np.ndarray:
+        return np.asarray(idx)
 
 
 def output_layer(model: Any, width: int) -> Any:

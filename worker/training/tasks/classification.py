@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from worker.training.tasks.base import Headline
+from worker.training.tasks.base import Headline, RowsAreExamples
 
 if TYPE_CHECKING:
     import torch
@@ -100,7 +100,7 @@ def full_report(logits: np.ndarray, labels: np.ndarray, label_names: list[str]) 
 
 
 @dataclass
-class ClassificationJob:
+class ClassificationJob(RowsAreExamples):
     examples: Any
     label_names: list[str]
     label_smoothing: float
@@ -198,10 +198,10 @@ print(labels[probabilities.index(max(probabilities))])"""
     def csv_header(self, labels: list[str]) -> list[str]:
         return ["predicted", "confidence", "error", *(f"p({label})" for label in labels)]
 
-    def csv_cells(self, outputs: list[float], labels: list[str], config: dict) -> list[Any]:
+    def csv_rows(self, outputs: Any, labels: list[str], config: dict) -> list[list[Any]]:
         p = softmax(np.asarray([outputs], dtype=np.float64))[0]
         best = int(p.argmax())
-        return [labels[best], round(float(p[best]), 6), "", *(round(float(v), 6) for v in p)]
+        return [[labels[best], round(float(p[best]), 6), "", *(round(float(v), 6) for v in p)]]
 
 
 TASK = Classification()

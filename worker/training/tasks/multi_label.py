@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from worker.training.tasks.base import Headline, LabelProblem, LabelSummary
+from worker.training.tasks.base import Headline, LabelProblem, LabelSummary, RowsAreExamples
 from worker.training.tasks.classification import _ranked, read_label
 from worker.training.tasks.splitting import Split
 
@@ -167,7 +167,7 @@ def bce(outputs: np.ndarray, truth: np.ndarray) -> float:
 
 
 @dataclass
-class MultiLabelJob:
+class MultiLabelJob(RowsAreExamples):
     examples: Any
     label_names: list[str]
     headline: Headline = HEADLINE
@@ -317,10 +317,10 @@ print([name for name, p in zip(labels, probabilities) if p >= config["thresholds
     def csv_header(self, labels: list[str]) -> list[str]:
         return ["predicted", "error", *(f"p({label})" for label in labels)]
 
-    def csv_cells(self, outputs: list[float], labels: list[str], config: dict) -> list[Any]:
+    def csv_rows(self, outputs: Any, labels: list[str], config: dict) -> list[list[Any]]:
         answer = self.answer(outputs, labels, config)
         p = sigmoid(np.asarray(outputs, dtype=np.float64))
-        return ["|".join(answer["labels"]), "", *(round(float(v), 6) for v in p)]
+        return [["|".join(answer["labels"]), "", *(round(float(v), 6) for v in p)]]
 
 
 TASK = MultiLabel()

@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from worker.training.tasks.base import Headline, LabelProblem, LabelSummary, output_layer
+from worker.training.tasks.base import (
+    Headline,
+    LabelProblem,
+    LabelSummary,
+    RowsAreExamples,
+    output_layer,
+)
 from worker.training.tasks.splitting import Split, stratified_split
 
 if TYPE_CHECKING:
@@ -127,7 +133,7 @@ def scores_of(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]:
 
 
 @dataclass
-class RegressionJob:
+class RegressionJob(RowsAreExamples):
     examples: Any
     label_names: list[str]
     headline: Headline
@@ -265,8 +271,8 @@ class Regression:
     def csv_header(self, labels: list[str]) -> list[str]:
         return [f"predicted {labels[0]}", "error"]
 
-    def csv_cells(self, outputs: list[float], labels: list[str], config: dict) -> list[Any]:
-        return [round(float(outputs[0]), 6), ""]
+    def csv_rows(self, outputs: Any, labels: list[str], config: dict) -> list[list[Any]]:
+        return [[round(float(outputs[0]), 6), ""]]
 
 
 TASK = Regression()
