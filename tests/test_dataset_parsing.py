@@ -216,10 +216,18 @@ def test_bad_jsonl(tmp_path: Path, content: str, line: int, fragment: str) -> No
     assert fragment in err.message
 
 
-def test_jsonl_nested_value_names_line_and_key(tmp_path: Path) -> None:
-    content = '{"text": "a", "label": 1}\n{"text": "b", "label": 0, "tags": ["x"]}\n'
+@pytest.mark.parametrize("nested", ['[["x"]]', '{"x": 1}', '["x", null]', "[true]"])
+def test_jsonl_nested_value_names_line_and_key(tmp_path: Path, nested: str) -> None:
+    content = f'{{"text": "a", "label": 1}}\n{{"text": "b", "label": 0, "tags": {nested}}}\n'
     err = parse_error(write(tmp_path, "d.jsonl", content), DatasetFormat.jsonl)
     assert (err.line, err.column) == (2, "tags")
+
+
+def test_jsonl_list_of_labels_is_its_json_text(tmp_path: Path) -> None:
+    """Several labels of a row (the multi-label task reads the cell as a JSON list)."""
+    content = '{"text": "a", "tags": ["sport", "café", 3]}\n{"text": "b", "tags": []}\n'
+    table = read_table(write(tmp_path, "d.jsonl", content), DatasetFormat.jsonl)
+    assert [row["tags"] for row in table.rows] == ['["sport", "café", 3]', "[]"]
 
 
 def test_empty_jsonl(tmp_path: Path) -> None:

@@ -62,7 +62,11 @@ def resolve_columns(
         text = _by_name(table, TEXT_NAMES, taken={label, text_pair})
     if label is None:
         taken = {text, text_pair}
-        label = _by_name(table, LABEL_NAMES, taken=taken) or _label_by_values(table, taken=taken)
+        label = (
+            _by_name(table, LABEL_NAMES, taken=taken)
+            or _label_by_values(table, taken=taken)
+            or _target_by_values(table, taken=taken)
+        )
     if text is None:
         text = _text_by_values(table, taken={label, text_pair})
     if label is None:
@@ -149,6 +153,24 @@ def _label_by_values(table: Table, *, taken: set[str | None]) -> str | None:
                 candidate = (len(seen), -position, column)
                 best = candidate if best is None or candidate < best else best
     return best[2] if best else None
+
+
+def _target_by_values(table: Table, *, taken: set[str | None]) -> str | None:
+    """The one column of varied numbers, when no column of repeating classes was found: a
+    number to predict (the regression task). Integers that never repeat are ids, not targets;
+    with two candidates the person chooses."""
+    found = []
+    for column in table.columns:
+        if column in taken:
+            continue
+        keys = [k for row in table.rows if (k := _label_key(row.get(column))) is not None]
+        distinct = len(set(keys))
+        if distinct < 2 or not all(_is_number(k) for k in keys):
+            continue
+        if distinct == len(keys) and all(float(k).is_integer() for k in keys):
+            continue
+        found.append(column)
+    return found[0] if len(found) == 1 else None
 
 
 def _is_number(text: str) -> bool:

@@ -65,7 +65,8 @@ class ParseError(ValueError):
 @dataclass
 class Table:
     columns: list[str]
-    rows: list[dict[str, Any]]  # cell values: str, int, float, bool or None
+    # Cell values: str, int, float, bool or None; a JSONL list of labels is its JSON text.
+    rows: list[dict[str, Any]]
     lines: list[int]  # 1-based source line of each row; row index + 1 for Parquet
 
 
@@ -278,11 +279,13 @@ def _read_jsonl(text: str, limit: int | None, counter: _Rows) -> Table:
                 line=number,
             )
         for key, cell in value.items():
-            if isinstance(cell, list | dict):
+            if _label_list(cell):  # several labels of a row: read as the JSON list it is
+                value[key] = json.dumps(cell, ensure_ascii=False)
+            elif isinstance(cell, list | dict):
                 kind = "a list" if isinstance(cell, list) else "an object"
                 raise ParseError(
                     f"the value of '{key}' is {kind}; each value must be text, a number, "
-                    "true/false or null",
+                    "true/false, null or a list of label names",
                     line=number,
                     column=key,
                 )
@@ -298,6 +301,14 @@ def _read_jsonl(text: str, limit: int | None, counter: _Rows) -> Table:
         raise ParseError("the objects in the file have no keys; give each a text and a label")
     names = list(columns)
     return Table(names, [{c: obj.get(c) for c in names} for obj in objects], lines)
+
+
+def _label_list(cell: Any) -> bool:
+    """A flat list of names or numbers: a multi-label cell (worker/training/tasks/multi_label.py
+    reads its JSON text); deeper structures are not a table's cells."""
+    return isinstance(cell, list) and all(
+        isinstance(i, str | int) and not isinstance(i, bool) for i in cell
+    )
 
 
 def _read_parquet(path: Path, limit: int | None, counter: _Rows) -> Table:

@@ -14,11 +14,20 @@ from app.config import Settings
 from app.datasets import samples
 from app.datasets import service as datasets
 from app.datasets.parsing import ParseError
+from app.datasets.task_labels import TASK_NAMES
 from app.datasets.validation import DatasetInvalid
 from app.web.auth import UserDep, check_csrf, current_user
 from app.web.deps import DatasetDep, SampleDep, SessionDep, SettingsDep
 from app.web.errors import DOMAIN_ERRORS, error_body
 from app.web.templating import render
+from worker.training.tasks.multi_label import SEPARATORS
+
+# The column form's task choices ("Multi-label — several labels per row") and separators
+# ("": no separator, the cells are JSON lists; or one is detected when cells hold one).
+TASK_CHOICES = {
+    name: f"{name.replace('_', '-').capitalize()} — {what}" for name, what in TASK_NAMES.items()
+}
+SEPARATOR_CHOICES = {**{sep: sep for sep in SEPARATORS}, "": "JSON list"}
 
 router = APIRouter(
     include_in_schema=False, dependencies=[Depends(current_user), Depends(check_csrf)]
@@ -69,6 +78,9 @@ def _dataset_context(dataset: Any, error: str | None = None) -> dict[str, Any]:
         "error": error,
         "class_counts": counts,
         "max_count": max(counts.values(), default=1),
+        "labels": dataset.report.get("labels", {}),
+        "task_choices": TASK_CHOICES,
+        "separator_choices": SEPARATOR_CHOICES,
     }
 
 
@@ -92,7 +104,11 @@ def dataset_columns(
     text_column: Annotated[str, Form()],
     label_column: Annotated[str, Form()],
     text_pair_column: Annotated[str, Form()] = "",
+    task: Annotated[str, Form()] = "",
+    label_separator: Annotated[str, Form()] = "",
 ) -> Response:
+    """The column and task choice; "" keeps the task, or for the separator detects one (a
+    multi-label file of JSON-list cells has none)."""
     try:
         datasets.change_columns(
             session,
@@ -101,6 +117,8 @@ def dataset_columns(
             text=text_column,
             label=label_column,
             text_pair=text_pair_column or None,
+            task=task or None,
+            label_separator=label_separator or None,
         )
     except (ParseError, DatasetInvalid) as exc:
         session.refresh(dataset)

@@ -66,16 +66,21 @@ def percent(x: float | None) -> str:
     return "—" if x is None else f"{100 * x:.1f}%"
 
 
-def task_summary(dataset: Any) -> str:
-    """What a dataset's labels are, in a few words: "4 classes", "12 labels", "a number"."""
-    rows = "images" if dataset.modality == "image" else "rows"
+def label_summary(dataset: Any) -> str:
+    """What a dataset's labels are, in a few words: "4 classes", "12 labels", "predicts price"."""
     if dataset.task == "regression":
-        return f"{count(dataset.num_rows)} {rows}, predicts {dataset.label_column}"
+        return f"predicts {dataset.label_column}"
     noun = "labels" if dataset.task == "multi_label" else "classes"
-    return f"{count(dataset.num_rows)} {rows}, {len(dataset.label_names)} {noun}"
+    return f"{len(dataset.label_names)} {noun}"
 
 
-templates.env.globals["task_summary"] = task_summary
+def task_summary(dataset: Any) -> str:
+    """Its size and its labels: "1.2k rows, 4 classes", "300 rows, predicts price"."""
+    rows = "images" if dataset.modality == "image" else "rows"
+    return f"{count(dataset.num_rows)} {rows}, {label_summary(dataset)}"
+
+
+templates.env.globals.update(task_summary=task_summary, label_summary=label_summary)
 templates.env.filters.update(
     ago=ago, duration=duration, filesize=filesize, count=count, percent=percent
 )
