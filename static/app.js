@@ -309,6 +309,11 @@ function setupModelChoice() {
   const sync = () => {
     const chosen = dataset.selectedOptions[0];
     const modality = chosen ? chosen.dataset.modality : null;
+    // Settings one task reads (a regression's headline metric) show for that task only.
+    const task = chosen ? chosen.dataset.task : null;
+    document.querySelectorAll(".setting[data-tasks]").forEach((el) => {
+      el.hidden = !!task && !el.dataset.tasks.split(" ").includes(task);
+    });
     model.querySelectorAll("optgroup").forEach((group) => {
       const fits = !modality || group.dataset.modality === modality;
       group.disabled = !fits;
