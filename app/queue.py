@@ -4,6 +4,7 @@ never imports the worker (or torch); the worker registers the tasks on this same
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from celery import Celery
 from kombu.exceptions import ChannelError
@@ -62,6 +63,18 @@ def make_celery() -> Celery:
 celery_app = make_celery()
 
 
+def _send(name: str, **options: Any) -> None:
+    """send_task, once more if the embedded SQLite broker lost a race: two processes that
+    declare a new queue at once both insert its row, and the loser's insert fails (kombu's
+    SQLAlchemy transport); the second try finds the row."""
+    from sqlalchemy.exc import IntegrityError
+
+    try:
+        celery_app.send_task(name, **options)
+    except IntegrityError:
+        celery_app.send_task(name, **options)
+
+
 def enqueue_training(job_id: int, *, queue: str = "cpu") -> None:
     """Wake a worker on `queue` for a newly queued job. Call only after the job row is
     committed. The worker runs whichever queued job the database picks next (fair share,
@@ -70,9 +83,7 @@ def enqueue_training(job_id: int, *, queue: str = "cpu") -> None:
     (worker/process_limits.py)."""
     settings = get_settings()
     hard = hard_time_limit(settings, settings.max_job_time_limit_seconds)
-    celery_app.send_task(
-        TRAIN_TASK, args=[job_id], kwargs={"queue": queue}, queue=queue, time_limit=hard
-    )
+    _send(TRAIN_TASK, args=[job_id], kwargs={"queue": queue}, queue=queue, time_limit=hard)
 
 
 def broker_queue_sizes(queues: list[str]) -> dict[str, int]:
@@ -92,12 +103,12 @@ def enqueue_prediction(prediction_id: int, *, batch: bool = False) -> None:
     """Send a playground question (or, `batch`, a batch file) to its predict lane, after its
     row is committed."""
     queue = PREDICT_BATCH_QUEUE if batch else PREDICT_QUEUE
-    celery_app.send_task(PREDICT_TASK, args=[prediction_id], queue=queue)
+    _send(PREDICT_TASK, args=[prediction_id], queue=queue)
 
 
 def enqueue_check(dataset_id: int) -> None:
     """Send an uploaded dataset to be checked, after its row is committed."""
-    celery_app.send_task(
+    _send(
         CHECK_TASK,
         args=[dataset_id],
         queue=INGEST_QUEUE,

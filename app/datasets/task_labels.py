@@ -21,6 +21,7 @@ LabelReader = Callable[[Any], Any]  # a cell → the task's label, None, or Labe
 SAMPLE_ROWS = 2000  # label cells looked at to detect a task
 MULTI_SHARE = 0.1  # of label cells holding a separator (or a JSON list): multi-label
 REGRESSION_DISTINCT = 0.5  # numbers this varied (share of distinct values): regression
+MANY_NUMBERS = 50  # whole numbers with this many values are a scale, not class ids
 TASK_NAMES = {
     "classification": "one class per row",
     "multi_label": "several labels per row",
@@ -84,7 +85,8 @@ def with_task(
 
 
 def detect_task(cells: list[str]) -> str:
-    """Regression for varied numbers with fractions or many values; multi-label when a
+    """Regression for varied numbers with fractions or many values (ten to fifty whole
+    numbers read as class ids: star ratings, coded categories); multi-label when a
     tenth of the cells hold several labels (a separator between short names, or a JSON
     list); classification otherwise, as every upload was before tasks."""
     if not cells:
@@ -98,7 +100,8 @@ def detect_task(cells: list[str]) -> str:
     else:
         distinct = len(set(numbers))
         fractions = any(n is not None and not float(n).is_integer() for n in numbers)
-        if distinct >= 10 and (fractions or distinct > REGRESSION_DISTINCT * len(cells)):
+        many = distinct >= MANY_NUMBERS or distinct > REGRESSION_DISTINCT * len(cells)
+        if distinct >= 10 and (fractions or many):
             return "regression"
         return "classification"
     lists = sum(c.startswith("[") and c.endswith("]") for c in cells)
