@@ -48,6 +48,16 @@ def load_token_model(model_path: str, label_names: list[str]) -> tuple[Any, PreT
     return tokenizer, model
 
 
+def inside_tags(label_names: list[str]) -> list[int]:
+    """For each tag, the tag a word's later sub-tokens train on: I-X for B-X and I-X, O for
+    O. Scores read each word's first sub-token alone (the usual rule), but the
+    token-classification pipeline that the export card and the playground run with simple
+    aggregation reads every sub-token: left untrained, later pieces answer at random, and
+    "Hooli" came out as the entity "Ho" (measured, tests/e2e/test_tasks_path.py)."""
+    ids = {name: i for i, name in enumerate(label_names)}
+    return [ids.get(f"I-{name[2:]}", i) if name != "O" else i for i, name in enumerate(label_names)]
+
+
 class TokenClassifier:
     head_learning_rate: float | None = None  # a fresh linear head on token states
 
@@ -74,6 +84,7 @@ class TokenClassifier:
             spec.examples.labels,
             max_length=spec.params.max_length,
             stride=STRIDE,
+            inside=inside_tags(spec.label_names),
         )
         return cls(tokenizer, model, windows, spec.params.max_length)
 

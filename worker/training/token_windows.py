@@ -158,11 +158,13 @@ def tokenize_words(
     *,
     max_length: int,
     stride: int = 32,
+    inside: Sequence[int] | None = None,
 ) -> TokenWindows:
     """Tokenise word-split sentences into windows of at most `max_length` tokens, overlapping
     by `stride` tokens where a sentence needs several. `tags` None (prediction) leaves every
     label -100. `stride` is capped at half a window's room, so long sentences still advance
-    by half a window per window rather than a token at a time."""
+    by half a window per window rather than a token at a time. `inside`: for each tag id,
+    the id a word's later sub-tokens train on (B-X → I-X); None leaves them -100."""
     if not getattr(tokenizer, "is_fast", False):
         raise ValueError("this model has no fast tokenizer (tokenizer.json); it is not supported")
     if tags is not None and [len(t) for t in tags] != [len(w) for w in words]:
@@ -191,6 +193,9 @@ def tokenize_words(
                     tagged = np.full(b - a, IGNORE, dtype=np.int64)
                 else:  # -1 indexes some tag, but only where the mask throws it away
                     tagged = np.where(scored >= 0, tag_of[scored], IGNORE)
+                    if inside is not None:  # later pieces of a word: inside its entity
+                        later = np.asarray(inside, dtype=np.int64)[tag_of[word_of[a:b]]]
+                        tagged = np.where(scored >= 0, tagged, later)
                 rows.append((first + i, ids[a:b], scored, tagged))
         parts.append(_window_arrays(rows, template, max_length))
     ids_all, types_all, words_all, labels_all, lengths_all, sentence_all = (
