@@ -224,3 +224,29 @@ def test_a_spec_whose_labels_do_not_fit_its_task_is_refused(tiny_bert: str, tmp_
     spec = replace(spec, label_names=["price"], task="ranking")
     with pytest.raises(ValueError, match="unknown task"):
         spec.check()
+
+
+@pytest.mark.parametrize("task", ["multi_label", "regression"])
+def test_a_resumed_run_of_each_task_ends_where_an_uninterrupted_one_does(
+    tiny_bert: str, tmp_path: Path, task: str
+) -> None:
+    from tests.test_checkpoints import interrupted_then_resumed
+
+    examples, names = (
+        (multi_label_examples(90, seed=5), LABELS)
+        if task == "multi_label"
+        else (regression_examples(90, seed=5), ["price"])
+    )
+    params = {"epochs": 3, "learning_rate": 1e-3, "batch_size": 8}
+    whole = run_training(
+        spec_for(tmp_path / "a", tiny_bert, task, "finetune_full", examples, names, **params),
+        MemoryReporter(),
+    )
+    spec = spec_for(tmp_path / "b", tiny_bert, task, "finetune_full", examples, names, **params)
+    _, second, result = interrupted_then_resumed(
+        replace(spec, checkpoint_every_seconds=0.0), stop_after_steps=10
+    )
+    assert any("resumed from a checkpoint" in line for line in second.logs)
+    headline = whole.metrics["headline_metric"]
+    assert result.metrics[headline] == pytest.approx(whole.metrics[headline], rel=1e-5)
+    assert result.metrics["val_loss"] == pytest.approx(whole.metrics["val_loss"], rel=1e-5)

@@ -130,3 +130,24 @@ def test_long_sentences_are_windowed_not_truncated(tiny_bert: str, tmp_path: Pat
     test_words = sum(len(examples.words[i]) for i in spec.test_idx)
     assert sum(map(sum, m["type_confusion"]["matrix"])) == test_words
     assert len(examples.words[-1]) == 60 and len(examples) - 1 in spec.test_idx
+
+
+def test_a_resumed_tagging_run_ends_where_an_uninterrupted_one_does(
+    tiny_bert: str, tmp_path: Path
+) -> None:
+    from dataclasses import replace
+
+    from tests.test_checkpoints import interrupted_then_resumed
+
+    examples = tagged_sentences(80, seed=2)
+    params = {"epochs": 3, "learning_rate": 3e-3, "batch_size": 8}
+    whole = run_training(
+        spec_for(tmp_path / "a", tiny_bert, "finetune_full", examples, **params), MemoryReporter()
+    )
+    spec = spec_for(tmp_path / "b", tiny_bert, "finetune_full", examples, **params)
+    _, second, result = interrupted_then_resumed(
+        replace(spec, checkpoint_every_seconds=0.0), stop_after_steps=14
+    )
+    assert any("resumed from a checkpoint" in line for line in second.logs)
+    assert result.metrics["test_entity_f1"] == pytest.approx(whole.metrics["test_entity_f1"])
+    assert result.metrics["val_loss"] == pytest.approx(whole.metrics["val_loss"], rel=1e-5)
