@@ -75,7 +75,8 @@ def tagged_sentences(settings: Settings, job_id: int, *, limit: int = 50) -> lis
         ):
             for label, start, end in spans:
                 starts[start] = (label, end, kind)
-        tokens, segments, i = r["tokens"], [], 0
+        tokens, i = r["tokens"], 0
+        segments: list[tuple[str, str | None, str]] = []
         while i < len(tokens):
             if i in starts:
                 label, end, kind = starts[i]
