@@ -258,3 +258,42 @@ def test_page_of_images_labelled_by_a_file(client: TestClient, tmp_path: Path) -
     page = client.get(f"/datasets/{digits['id']}").text
     assert "predicts target" in page and 'data-view="target"' in page
     assert 'title="train/00.png: 0"' in page
+
+
+def test_one_zero_one_column_per_label_is_multi_label(client: TestClient) -> None:
+    """Columns of 0/1 beside the text, none named like a label: one column per label."""
+    rows = []
+    for i in range(30):
+        flags = [(i >> bit) & 1 for bit in range(3)]
+        rows.append((f"text number {i} about things", *flags))
+    content = _csv(("text", "sport", "money", "music"), rows)
+    dataset = _created(_upload(client, "flags.csv", content))
+    assert dataset["task"] == "multi_label"
+    assert dataset["label_columns"] == ["sport", "money", "music"]
+    assert dataset["label_names"] == ["money", "music", "sport"]
+    codes = {w["code"] for w in dataset["report"]["warnings"]}
+    assert "rows_without_labels" in codes  # row 0 holds no 1 at all: kept, as no label
+    from app.config import get_settings
+    from app.datasets.models import Dataset
+    from app.datasets.training_data import load_training_data
+    from app.db import get_sessionmaker
+
+    with get_sessionmaker()() as session:
+        row = session.get(Dataset, dataset["id"])
+        data = load_training_data(row, get_settings(), seed=1)
+    # Row i holds bit 0 (sport), 1 (money), 2 (music); ids follow the sorted names.
+    assert data.labels[0] == [] and data.labels[7] == [0, 1, 2] and data.labels[1] == [2]
+
+    # Named on a file whose flags would also read as a binary class: the columns win.
+    response = client.put(
+        f"/api/v1/datasets/{dataset['id']}/columns",
+        json={"text_column": "text", "label_column": "sport", "label_columns": ["sport", "money"]},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["label_names"] == ["money", "sport"]
+    response = client.put(
+        f"/api/v1/datasets/{dataset['id']}/columns",
+        json={"text_column": "text", "label_column": "sport", "label_columns": ["sport", "money"],
+              "task": "regression"},
+    )  # fmt: skip
+    assert response.status_code == 422 and "multi_label" in response.text

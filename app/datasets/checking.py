@@ -70,6 +70,7 @@ def accept_upload(
     text_pair_column: str | None = None,
     task: str | None = None,
     label_separator: str | None = None,
+    label_columns: list[str] | None = None,
     owner: User,
 ) -> Dataset:
     """Keep stored uploads as a dataset to be checked, and send it to a checker. Only what
@@ -119,6 +120,7 @@ def accept_upload(
         label_column=label_column or "",
         task=task or "",  # "": detect
         label_separator=label_separator,
+        label_columns=label_columns or None,
         num_rows=0,
         label_names=[],
         report={},
@@ -210,6 +212,7 @@ def check_dataset(session: Session, *, settings: Settings, dataset_id: int) -> D
                 text_pair_column=dataset.text_pair_column,
                 task=dataset.task or None,
                 label_separator=dataset.label_separator,
+                label_columns=dataset.label_columns,
                 row_cap=settings.max_dataset_rows,
                 on_progress=progress,
             )

@@ -35,6 +35,13 @@ class ColumnChoice:
     text_pair: str | None = None
     task: str = "classification"  # worker/training/tasks/: what a label cell holds
     separator: str | None = None  # multi_label: between labels in a cell (None: JSON lists)
+    # multi_label: one 0/1 column per label, instead of one cell of labels
+    indicators: tuple[str, ...] | None = None
+
+    @property
+    def label_cells(self) -> tuple[str, ...]:
+        """The columns a row's labels are read from."""
+        return self.indicators or (self.label,)
 
 
 def detect_columns(table: Table) -> ColumnChoice:
@@ -42,9 +49,19 @@ def detect_columns(table: Table) -> ColumnChoice:
 
 
 def resolve_columns(
-    table: Table, *, text: str | None, label: str | None, text_pair: str | None = None
+    table: Table,
+    *,
+    text: str | None,
+    label: str | None,
+    text_pair: str | None = None,
+    indicators: list[str] | None = None,
 ) -> ColumnChoice:
-    """Columns the user named win; the rest are detected among the columns left over."""
+    """Columns the user named win; the rest are detected among the columns left over.
+    `indicators`: one 0/1 column per label (multi-label), named or detected when no label
+    column is named."""
+    if indicators:
+        return _with_indicators(table, [c for c in (_find(table, n) for n in indicators) if c],
+                                text=text, text_pair=text_pair)  # fmt: skip
     text = _find(table, text)
     label = _find(table, label)
     text_pair = _find(table, text_pair)
@@ -56,6 +73,11 @@ def resolve_columns(
             "be different columns",
             column=twice,
         )
+    # No label column named or called by a label's name, but several 0/1 columns: one per
+    # label (multi-label), not one binary class each.
+    named = label is not None or _by_name(table, LABEL_NAMES, taken={text, text_pair})
+    if not named and (found := _indicator_columns(table, taken={text, text_pair})):
+        return _with_indicators(table, found, text=text, text_pair=text_pair)
     if text is None and text_pair is None:
         text, text_pair = _pair_by_name(table, taken={label})
     if text is None:
@@ -82,6 +104,51 @@ def resolve_columns(
             column="text_column",
         )
     return ColumnChoice(text=text, label=label, text_pair=text_pair)
+
+
+INDICATOR_VALUES = {"0", "1", "true", "false", "0.0", "1.0"}
+
+
+def _indicator_columns(table: Table, *, taken: set[str | None]) -> list[str]:
+    """Two or more columns holding only 0/1 (or true/false): one column per label."""
+    found = []
+    for column in table.columns:
+        if column in taken:
+            continue
+        values = {
+            str(v).strip().lower() for row in table.rows if (v := row.get(column)) is not None
+        }
+        values.discard("")
+        if values and values <= INDICATOR_VALUES:
+            found.append(column)
+    return found if len(found) >= 2 else []
+
+
+def _with_indicators(
+    table: Table, indicators: list[str], *, text: str | None, text_pair: str | None
+) -> ColumnChoice:
+    """A multi-label choice read from 0/1 columns; the text is named or detected."""
+    if len(indicators) < 2:
+        raise ParseError(
+            "one 0/1 column per label needs at least two label columns", column="label_columns"
+        )
+    taken: set[str | None] = set(indicators)
+    text = _find(table, text) or _by_name(table, TEXT_NAMES, taken=taken)
+    text = text or _text_by_values(table, taken=taken | {text_pair})
+    if text is None or text in taken:
+        raise ParseError(
+            f"could not tell which column holds the text ({_listing(table)}); choose it "
+            "yourself with text_column",
+            column="text_column",
+        )
+    pair = _find(table, text_pair)
+    return ColumnChoice(
+        text=text,
+        label=", ".join(indicators),
+        text_pair=pair,
+        task="multi_label",
+        indicators=tuple(indicators),
+    )
 
 
 def _listing(table: Table) -> str:

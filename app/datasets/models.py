@@ -59,6 +59,9 @@ class Dataset(Base):
     task: Mapped[str] = mapped_column(String(32), default="classification")
     # Multi-label cells: the separator between labels ("|", ";", ","); None: JSON lists.
     label_separator: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    # Multi-label as one 0/1 column per label: those columns (label_column then names them
+    # for people, "sport, money, music"); None: the labels are in label_column's cells.
+    label_columns: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     num_rows: Mapped[int] = mapped_column(Integer)
     label_names: Mapped[list[str]] = mapped_column(JSON)
     # validation.Report.to_dict() for the current column choice, plus per-part row counts;
@@ -87,7 +90,7 @@ class Dataset(Base):
         base = f"{self.content_hash}:{self.text_column}:{self.text_pair_column}:{self.label_column}"
         if self.task == "classification":
             return base
-        return f"{base}:{self.task}:{self.label_separator}"
+        return f"{base}:{self.task}:{self.label_separator}:{self.label_columns}"
 
 
 class DatasetOut(BaseModel):
@@ -107,6 +110,7 @@ class DatasetOut(BaseModel):
     label_column: str
     task: str
     label_separator: str | None
+    label_columns: list[str] | None
     num_rows: int
     label_names: list[str]
     report: dict[str, Any]
@@ -125,3 +129,5 @@ class ColumnsUpdate(BaseModel):
     text_pair_column: str | None = None
     task: str | None = None  # None: keep the dataset's task
     label_separator: str | None = None
+    # Multi-label: one 0/1 column per label (label_column is then ignored).
+    label_columns: list[str] | None = None

@@ -66,7 +66,7 @@ def _clip(value: Any) -> str | None:
 
 
 def _preview(table: Table, choice: ColumnChoice) -> list[dict[str, Any]]:
-    cols = [c for c in (choice.text, choice.text_pair, choice.label) if c]
+    cols = [c for c in (choice.text, choice.text_pair, *choice.label_cells) if c]
     rows = []
     for line, row in zip(table.lines[:PREVIEW_ROWS], table.rows[:PREVIEW_ROWS], strict=False):
         cells = {c: _clip(row.get(c)) for c in cols}
@@ -82,6 +82,7 @@ def examine_tables(
     text_pair_column: str | None = None,
     task: str | None = None,
     label_separator: str | None = None,
+    label_columns: list[str] | None = None,
     row_cap: int | None = None,
     on_progress: Callable[[str, int, float], None] | None = None,
 ) -> dict[str, Any]:
@@ -95,7 +96,11 @@ def examine_tables(
         tables[part] = read_table(path, fmt, row_cap=row_cap, on_progress=progress)
     first = tables["train"]
     choice = resolve_columns(
-        first, text=text_column, label=label_column, text_pair=text_pair_column
+        first,
+        text=text_column,
+        label=label_column,
+        text_pair=text_pair_column,
+        indicators=label_columns,
     )
     choice = with_task(first, choice, task, label_separator)
     report, summary = _check(tables, choice)
@@ -106,6 +111,7 @@ def examine_tables(
         "label_column": choice.label,
         "task": choice.task,
         "label_separator": choice.separator,
+        "label_columns": list(choice.indicators) if choice.indicators else None,
         "num_rows": report.num_rows,
         "label_names": report.labels["names"],
         "report": summary,
@@ -130,6 +136,7 @@ def change_columns(
     text_pair: str | None,
     task: str | None = None,
     label_separator: str | None = None,
+    label_columns: list[str] | None = None,
 ) -> Dataset:
     """Re-validate with another column or task choice (task None: keep the dataset's, and
     its separator unless one is given); the old choice stays if the new one fails."""
@@ -142,7 +149,9 @@ def change_columns(
             "an entity-tagging dataset has no columns to choose: every word carries its tag"
         )
     tables = read_parts(dataset, settings)
-    choice = resolve_columns(tables["train"], text=text, label=label, text_pair=text_pair)
+    choice = resolve_columns(
+        tables["train"], text=text, label=label, text_pair=text_pair, indicators=label_columns
+    )
     if task is None:
         task = dataset.task
         label_separator = label_separator or dataset.label_separator
@@ -153,6 +162,7 @@ def change_columns(
     dataset.text_pair_column = choice.text_pair
     dataset.task = choice.task
     dataset.label_separator = choice.separator
+    dataset.label_columns = list(choice.indicators) if choice.indicators else None
     dataset.num_rows = report.num_rows
     dataset.label_names = report.labels["names"]
     dataset.report = summary

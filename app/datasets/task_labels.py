@@ -40,7 +40,8 @@ def label_reader(choice: ColumnChoice) -> LabelReader:
 def summarise_labels(choice: ColumnChoice, values: list[Any]) -> LabelSummary:
     """The task's report on the usable rows' labels (classification's is validation.py's)."""
     if choice.task == "multi_label":
-        return multi_label.summarise(values)
+        names = list(choice.indicators) if choice.indicators else None
+        return multi_label.summarise(values, names)
     if choice.task == "regression":
         return regression.summarise(values, choice.label)
     return LabelSummary(label_names=sorted(set(values)), counts={})
@@ -63,6 +64,14 @@ def with_task(
 ) -> ColumnChoice:
     """`choice` with the task (and separator) named, or detected from the label cells."""
     check_task(task, separator)
+    if choice.indicators:  # one 0/1 column per label: multi-label, whatever was asked
+        if task not in (None, "multi_label"):
+            raise ParseError(
+                f"0/1 label columns ({choice.label}) hold several labels per row: the task "
+                f"is multi_label, not {task}; or name one label_column instead",
+                column="task",
+            )
+        return choice
     if task == "token_classification":
         raise ParseError(
             "entity tagging reads tagged words (a CoNLL file, or JSONL with tokens and tags "

@@ -54,6 +54,7 @@ def _text_parts(dataset: Dataset, settings: Settings) -> dict[str, _Part]:
         text_pair=dataset.text_pair_column,
         task=dataset.task,
         separator=dataset.label_separator,
+        indicators=tuple(dataset.label_columns) if dataset.label_columns else None,
     )
     parts = {}
     for name, table in read_parts(dataset, settings).items():

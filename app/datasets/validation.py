@@ -91,10 +91,17 @@ def _rows(
     for line, row in zip(table.lines, table.rows, strict=True):
         pair = cell_text(row.get(choice.text_pair)) if choice.text_pair else None
         try:
-            label = read(row.get(choice.label))
+            label = read(_label_cell(row, choice))
         except LabelProblem as problem:
             label = problem
         yield line, cell_text(row.get(choice.text)), pair, label
+
+
+def _label_cell(row: dict[str, Any], choice: ColumnChoice) -> Any:
+    """The label cell, or with 0/1 columns the names of those holding 1."""
+    if choice.indicators is None:
+        return row.get(choice.label)
+    return [c for c in choice.indicators if str(row.get(c)).strip().lower() in ("1", "1.0", "true")]
 
 
 def _usable(text: str, pair: str | None) -> bool:
@@ -129,7 +136,11 @@ def _rows_phrase(count: int) -> str:
 
 
 def validate(table: Table, choice: ColumnChoice) -> Report:
-    roles = (("text", choice.text), ("label", choice.label), ("text_pair", choice.text_pair))
+    roles = (
+        ("text", choice.text),
+        *(("label", cell) for cell in choice.label_cells),
+        ("text_pair", choice.text_pair),
+    )
     missing = [(role, col) for role, col in roles if col and col not in table.columns]
     if missing:
         have = ", ".join(table.columns)

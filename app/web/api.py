@@ -89,6 +89,7 @@ def change_columns(
         text_pair=body.text_pair_column,
         task=body.task,
         label_separator=body.label_separator,
+        label_columns=body.label_columns,
     )
     return DatasetOut.model_validate(dataset)
 

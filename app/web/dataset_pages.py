@@ -106,6 +106,7 @@ def dataset_columns(
     text_pair_column: Annotated[str, Form()] = "",
     task: Annotated[str, Form()] = "",
     label_separator: Annotated[str, Form()] = "",
+    label_columns: Annotated[list[str] | None, Form()] = None,
 ) -> Response:
     """The column and task choice; "" keeps the task, or for the separator detects one (a
     multi-label file of JSON-list cells has none)."""
@@ -119,6 +120,7 @@ def dataset_columns(
             text_pair=text_pair_column or None,
             task=task or None,
             label_separator=label_separator or None,
+            label_columns=[c for c in label_columns or [] if c] or None,
         )
     except (ParseError, DatasetInvalid) as exc:
         session.refresh(dataset)

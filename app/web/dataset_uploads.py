@@ -76,6 +76,13 @@ async def upload_dataset(
         str | None,
         Form(description="multi_label: | ; or , between labels (detected when absent)"),
     ] = None,
+    label_columns: Annotated[
+        str | None,
+        Form(
+            description="multi_label as one 0/1 column per label: those columns, "
+            "comma-separated (detected when the file has such columns and no label column)"
+        ),
+    ] = None,
     wait: Wait = 0,
 ) -> JSONResponse:
     """Store the files and queue their check (202), or with `wait`, answer with its outcome."""
@@ -109,6 +116,9 @@ async def upload_dataset(
                 text_pair_column=text_pair_column or None,
                 task=task or None,
                 label_separator=label_separator or None,
+                label_columns=[c.strip() for c in label_columns.split(",") if c.strip()]
+                if label_columns
+                else None,
                 owner=user,
             )
         finally:

@@ -44,7 +44,10 @@ def detect_separator(cells: list[str]) -> str | None:
 
 def read_labels(value: Any, separator: str | None) -> list[str] | None:
     """The labels of one cell, in order, without repeats; None when it holds none. A JSON
-    list (`["a", "b"]`) is read as one; anything else is split on `separator`."""
+    list (`["a", "b"]`) is read as one; anything else is split on `separator`. A list is a
+    row's 0/1 columns that hold 1: its labels, possibly none (a row with no label)."""
+    if isinstance(value, list):
+        return [str(v) for v in value]
     text = read_label(value)
     if text is None:
         return None
@@ -65,9 +68,11 @@ def read_labels(value: Any, separator: str | None) -> list[str] | None:
     return labels or None
 
 
-def summarise(rows: list[list[str]]) -> LabelSummary:
-    """Label frequencies, co-occurrence of the most frequent pairs, labels on every row."""
+def summarise(rows: list[list[str]], names: list[str] | None = None) -> LabelSummary:
+    """Label frequencies, co-occurrence of the most frequent pairs, labels on every row or
+    never (`names`: every label there is, when known: a 0/1 column each), rows with none."""
     counts: Counter[str] = Counter(label for row in rows for label in row)
+    counts.update({name: 0 for name in names or () if name not in counts})
     pairs: Counter[tuple[str, str]] = Counter()
     for row in rows:
         ordered = sorted(row)
@@ -91,7 +96,25 @@ def summarise(rows: list[list[str]]) -> LabelSummary:
                 "to learn about them; drop them or add rows without them",
             )
         )
-    rare = sorted(label for label, n in counts.items() if n < 3)
+    never = sorted(label for label, n in counts.items() if n == 0)
+    if never:
+        summary.warnings.append(
+            (
+                "label_never_present",
+                f"{', '.join(repr(a) for a in never[:10])} never "
+                f"{'holds' if len(never) == 1 else 'hold'} a 1, so the model can only learn "
+                "never to predict it; add rows with it or leave the column out",
+            )
+        )
+    empty = sum(1 for row in rows if not row)
+    if empty:
+        summary.warnings.append(
+            (
+                "rows_without_labels",
+                f"{empty} rows carry no label at all; they train as examples of none",
+            )
+        )
+    rare = sorted(label for label, n in counts.items() if 0 < n < 3)
     if rare:
         summary.warnings.append(
             (
