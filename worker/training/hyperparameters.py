@@ -171,12 +171,14 @@ class TrainParams:
         exclusive_maximum=True,
         strategies=STEPPING,
     )
-    # Early stopping on validation macro-F1: stop after this many epochs without a better
-    # one (None: run every epoch). The best epoch is what gets tested and exported either way.
+    # Early stopping on the task's validation headline (tasks/): stop after this many epochs
+    # without a better one (None: run every epoch). The best epoch is what gets tested and
+    # exported either way.
     patience: int | None = setting(
         None,
         label="Early-stopping patience (epochs)",
-        help="Stop after this many epochs without a better validation macro-F1 (empty: off).",
+        help="Stop after this many epochs without a better validation headline score "
+        "(macro-F1; a regression's chosen metric; entity F1) (empty: off).",
         minimum=1,
         maximum=200,
         strategies=STEPPING,
