@@ -42,6 +42,7 @@ def _list_context(
         "max_upload_mib": settings.max_upload_bytes // (1024 * 1024),
         "samples": samples.list_samples(),
         "sample_error": error,
+        "task_choices": TASK_CHOICES,  # the upload form's optional task
     }
 
 
