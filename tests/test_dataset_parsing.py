@@ -150,6 +150,15 @@ def test_latin1_in_jsonl_names_the_line(tmp_path: Path) -> None:
     assert parse_error(write(tmp_path, "d.jsonl", content), DatasetFormat.jsonl).line == 2
 
 
+def test_lone_surrogate_in_jsonl_names_the_line(tmp_path: Path) -> None:
+    """An escaped "\\ud800" is half a character, which no UTF-8 answer can carry (a 500);
+    an escaped pair is one character."""
+    content = '{"text": "\\ud83d\\ude00", "label": 1}\n{"text": "\\ud800 x", "label": 0}\n'
+    err = parse_error(write(tmp_path, "d.jsonl", content), DatasetFormat.jsonl)
+    assert err.line == 2 and "surrogate" in err.message
+    assert read_table(tmp_path / "d.jsonl", DatasetFormat.jsonl, max_rows=1).rows[0]["text"] == "😀"
+
+
 def test_utf16_is_named(tmp_path: Path) -> None:
     path = write(tmp_path, "d.csv", "text,label\nx,y\n".encode("utf-16"))
     assert "UTF-16" in parse_error(path, DatasetFormat.csv).message

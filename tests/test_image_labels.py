@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from app.config import get_settings
 from app.datasets.image_datasets import examine_images, read_manifest
+from app.datasets.parsing import ParseError
 from app.datasets.validation import DatasetInvalid
 from tests.image_factories import colour_zip, make_image_zip
 from tests.jobs_api import CHECKED
@@ -278,6 +279,29 @@ def test_class_folders_stay_as_they_were(tmp_path: Path) -> None:
 
 
 # --- through the API, to the labels a job trains on --------------------------------------------
+
+
+def test_labels_jsonl_too_deep_or_with_half_a_character_is_refused_by_line(tmp_path: Path) -> None:
+    """Found by tests/test_upload_task_properties.py: a line nested past the recursion limit
+    raised RecursionError (the check crashed), and an escaped lone surrogate ("\\ud800")
+    reached the answer, which could not be written (a 500)."""
+    images = {f"{i}.png": digits_png((i,), i) for i in range(2)}
+    rows = [json.dumps({"file": f"{i}.png", "labels": "ab"[i]}) for i in range(2)]
+    for n, line in enumerate(["[" * 3000, '{"file": "0.png", "labels": "\\ud800"}']):
+        labels = "\n".join([*rows, line])
+        archive = labelled_zip(tmp_path / f"{n}.zip", images, labels, "labels.jsonl")
+        with pytest.raises(ParseError) as info:
+            examine(tmp_path / str(n), archive)
+        assert info.value.line == 3 and "labels.jsonl" in str(info.value)
+
+
+def test_images_cannot_be_tagged(tmp_path: Path) -> None:
+    """task=token_classification on a labelled ZIP made an image dataset "tagged"."""
+    archive = multi_label_zip(tmp_path / "pairs.zip")
+    with pytest.raises(ParseError) as info:
+        examine(tmp_path, archive, task="token_classification")
+    assert info.value.column == "task" and "not images" in str(info.value)
+    assert not (tmp_path / "dataset" / "train").exists()
 
 
 def _upload(client: TestClient, path: Path, **form: str) -> dict[str, Any]:

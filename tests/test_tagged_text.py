@@ -257,6 +257,17 @@ def test_not_utf8() -> None:
         assert codes(f.errors) == ["bad_encoding"] and "UTF-16" in f.errors[0].message
 
 
+def test_a_lone_surrogate_escape_is_refused_by_its_line() -> None:
+    """An escaped "\\ud800" is half a character, which no answer, page or tokenizer can carry
+    (an upload holding one was answered with a 500); an escaped pair is one character."""
+    half = b'{"tokens": ["\\ud800", "Ada"], "tags": ["O", "B-PER"]}\n'
+    f = read_tagged(jsonl({"tokens": ["Bob"], "tags": ["B-PER"]}) + half)
+    problem = only(f.errors, "bad_encoding")
+    assert problem.lines == [2] and "surrogate" in problem.message
+    assert [s.tokens for s in f.sentences] == [["Bob"]]
+    clean(read_tagged(jsonl({"tokens": ["😀", "Ada"], "tags": ["O", "B-PER"]})))
+
+
 def test_known_types_refuse_others() -> None:
     f = read_tagged(b"Ada B-PER\nin O\nParis B-LOC\n\nACME B-ORG\nBob B-PER\n", known_types={"PER"})
     problem = only(f.errors, "unknown_tag")

@@ -215,6 +215,21 @@ def test_label_cells_are_read_as_each_task_reads_them() -> None:
         regression.read_target("three")
 
 
+def test_targets_past_32_bits_are_refused_and_close_ones_summarised() -> None:
+    """Found by tests/test_upload_task_properties.py: a JSON integer past a float's range
+    raised OverflowError, and targets a few units in the last place apart made np.histogram
+    raise, so the upload's check crashed instead of answering."""
+    for cell in (10**400, "1e308", -(10**39), 1e300):
+        with pytest.raises(ValueError, match="too large a target"):
+            regression.read_target(cell)
+    assert regression.read_target(-3.0e38) == -3.0e38
+    summary = regression.summarise([0.3, 0.30000000000000004, 0.3], "y")
+    assert summary.errors == [] and summary.extra["histogram"]["counts"] == [3]
+    spread = np.random.default_rng(0).normal(size=50)  # where numpy can: numpy's own bins
+    counts, edges = np.histogram(spread, bins=20)
+    assert regression.histogram(spread) == {"edges": edges.tolist(), "counts": counts.tolist()}
+
+
 def test_a_spec_whose_labels_do_not_fit_its_task_is_refused(tiny_bert: str, tmp_path) -> None:
     spec = spec_for(
         tmp_path, tiny_bert, "regression", "finetune_full", regression_examples(30), ["a", "b"]

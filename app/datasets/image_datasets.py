@@ -35,6 +35,7 @@ from app.datasets.image_label_report import labelled_report
 from app.datasets.image_labels import LABELS_FILES, find_labels_file, scan_labelled
 from app.datasets.image_reading import draft
 from app.datasets.images import ImageInfo, image_report, scan_class_folders
+from app.datasets.parsing import ParseError
 from app.datasets.uploads import StoredUpload
 from app.datasets.validation import DatasetInvalid, Issue
 
@@ -173,9 +174,15 @@ def examine_images(
     """Extract the stored ZIPs (<folder>/<part>.zip: class folders, or images with a labels
     file), check every image and lay them out as above, with the preview's thumbnails made;
     returns the dataset's fields. `task` and `label_separator`: as the upload named them
-    (None: detected from a labels file). Raises ArchiveError or DatasetInvalid, leaving
-    nothing extracted. The ZIPs stay until the caller has recorded the dataset
-    (drop_archives), so a check cut short can run again."""
+    (None: detected from a labels file). Raises ArchiveError or DatasetInvalid (ParseError
+    for a task images cannot have), leaving nothing extracted. The ZIPs stay until the
+    caller has recorded the dataset (drop_archives), so a check cut short can run again."""
+    if task == "token_classification":  # a table is refused the same way (task_labels.py)
+        raise ParseError(
+            "entity tagging reads tagged words (a CoNLL file, or JSONL with tokens and tags "
+            "or text and spans), not images; upload such a file, or choose another task",
+            column="task",
+        )
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder))
     form = _Form(task, label_separator)
     try:

@@ -19,7 +19,14 @@ from typing import Any
 
 from app.datasets.columns import LABEL_NAMES, ColumnChoice
 from app.datasets.images import PROGRESS_EVERY, FileIssue, ImageInfo, judge_file
-from app.datasets.parsing import ParseError, Table, detect_format, read_table
+from app.datasets.parsing import (
+    LONE_SURROGATE,
+    ParseError,
+    Table,
+    detect_format,
+    lone_surrogate,
+    read_table,
+)
 from app.datasets.task_labels import SAMPLE_ROWS, detect_task, label_reader
 from app.datasets.validation import DatasetInvalid, Issue
 from worker.training.tasks import multi_label
@@ -136,8 +143,13 @@ def _read_jsonl(data: bytes) -> tuple[Table, set[str]]:
             continue
         try:
             value = json.loads(raw, parse_constant=lambda _: None)
+            halved = lone_surrogate(raw, value)
+        except RecursionError:
+            raise ParseError("nested too deeply to read", line=number) from None
         except ValueError as exc:
             raise ParseError(f"not valid JSON ({exc})", line=number) from None
+        if halved:
+            raise ParseError(LONE_SURROGATE, line=number)
         if not isinstance(value, dict):
             example = '{"file": "a.png", "labels": ["x", "y"]}'
             raise ParseError(f"write one JSON object a line, like {example}", line=number)

@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -37,6 +38,11 @@ _EXTENSIONS = {
 _JSON_KINDS = {list: "a list", str: "text", int: "a number", float: "a number", bool: "true/false"}
 _JSON_KINDS[type(None)] = "null"
 PROGRESS_EVERY = 10_000  # rows between two progress reports
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # \ud800 to \udfff: half a character
+LONE_SURROGATE = (
+    "a \\u escape of half a character (a lone surrogate such as \\ud800), which is not text; "
+    "write the character itself"
+)
 
 # Told every PROGRESS_EVERY rows: rows read so far, and the share of the file read (0..1).
 OnProgress = Callable[[int, float], None]
@@ -272,6 +278,8 @@ def _read_jsonl(text: str, limit: int | None, counter: _Rows) -> Table:
             hint = "; the file looks like one JSON array: save one object per line (JSON Lines)"
             hint = hint if not objects and raw.lstrip().startswith("[") else ""
             raise ParseError(f"not valid JSON ({exc}){hint}", line=number) from None
+        if lone_surrogate(raw, value):
+            raise ParseError(LONE_SURROGATE, line=number)
         if not isinstance(value, dict):
             kind = _JSON_KINDS.get(type(value), "a value")
             raise ParseError(
@@ -301,6 +309,18 @@ def _read_jsonl(text: str, limit: int | None, counter: _Rows) -> Table:
         raise ParseError("the objects in the file have no keys; give each a text and a label")
     names = list(columns)
     return Table(names, [{c: obj.get(c) for c in names} for obj in objects], lines)
+
+
+def lone_surrogate(raw: str, value: Any) -> bool:
+    """Whether a JSON line's escapes decoded into half a character (\\ud800 without its pair),
+    which no UTF-8 answer, page or tokenizer can carry."""
+    if not _SURROGATE_ESCAPE.search(raw):
+        return False
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _label_list(cell: Any) -> bool:

@@ -42,6 +42,9 @@ BINS = 10  # target quantile bins the split stratifies on
 OUTLIER_IQRS = 5  # beyond this many interquartile ranges from the quartiles: extreme
 SCATTER_POINTS = 2000  # test points kept for the predicted-vs-true chart
 WORST = 20  # worst test predictions listed with their rows
+# The export answers in 32-bit floats (the scale is folded into its output layer), and past
+# this the report's and the training's arithmetic overflows too.
+LARGEST = float(np.finfo(np.float32).max)
 
 
 def read_target(value: Any) -> float | None:
@@ -51,7 +54,7 @@ def read_target(value: Any) -> float | None:
     if isinstance(value, bool):
         raise LabelProblem(f"{value!r} is not a number")
     if isinstance(value, int | float):
-        number = float(value)
+        number = value  # a JSON integer may be too large for a float: compared exactly below
     else:
         text = str(value).strip().replace("\u2212", "-")
         if not text:
@@ -60,11 +63,17 @@ def read_target(value: Any) -> float | None:
             number = float(text)
         except ValueError:
             raise LabelProblem(f"{text[:40]!r} is not a number") from None
-    if math.isnan(number):
+    if isinstance(number, float) and math.isnan(number):
         return None
-    if math.isinf(number):
+    if isinstance(number, float) and math.isinf(number):
         raise LabelProblem("an infinite target cannot be learned")
-    return number
+    if abs(number) > LARGEST:
+        shown = str(value).strip()
+        raise LabelProblem(
+            f"{shown[:20] + '…' if len(shown) > 20 else shown} is too large a target: models "
+            f"answer in 32-bit numbers, up to ±{LARGEST:.3g}; rescale it (other units, a log)"
+        )
+    return float(number)
 
 
 def summarise(values: list[float], name: str) -> LabelSummary:
@@ -89,7 +98,6 @@ def summarise(values: list[float], name: str) -> LabelSummary:
                 "since squared error lets a few rows dominate training",
             )
         )
-    counts, edges = np.histogram(v, bins=20)
     summary.extra = {
         "target": {
             "min": float(v.min()),
@@ -98,9 +106,19 @@ def summarise(values: list[float], name: str) -> LabelSummary:
             "std": float(v.std()),
             "median": float(np.median(v)),
         },
-        "histogram": {"edges": edges.tolist(), "counts": counts.tolist()},
+        "histogram": histogram(v),
     }
     return summary
+
+
+def histogram(values: np.ndarray, bins: int = 20) -> dict[str, list]:
+    """numpy's equal bins, fewer where the values lie too close together for `bins` distinct
+    edges (0.3 and 0.30000000000000004), where numpy would raise instead."""
+    edges: int | np.ndarray = bins
+    if values.size and values.min() < values.max():
+        edges = np.unique(np.linspace(values.min(), values.max(), bins + 1))
+    counts, found = np.histogram(values, bins=edges)
+    return {"edges": found.tolist(), "counts": counts.tolist()}
 
 
 def split(targets: list[float], *, seed: int, validation_fraction: float,
@@ -172,7 +190,6 @@ class RegressionJob(RowsAreExamples):
         rows = np.asarray(rows)
         truth, predicted = self._truth[rows], self.values(outputs)
         residuals = predicted - truth
-        counts, edges = np.histogram(residuals, bins=20)
         keep = np.random.default_rng(0).permutation(len(rows))[:SCATTER_POINTS]
         worst = np.argsort(-np.abs(residuals), kind="stable")[:WORST]
         return {
@@ -180,7 +197,7 @@ class RegressionJob(RowsAreExamples):
             "views": {
                 "labels": list(self.label_names),
                 "scatter": [[float(truth[i]), float(predicted[i])] for i in sorted(keep)],
-                "residual_histogram": {"edges": edges.tolist(), "counts": counts.tolist()},
+                "residual_histogram": histogram(residuals),
                 "worst_predictions": [
                     {
                         "index": int(rows[i]),

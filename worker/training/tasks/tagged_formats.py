@@ -17,6 +17,7 @@ from typing import Any
 
 WORD = re.compile(r"\w+|[^\w\s]")  # the words a spans record's text is cut into
 FIELD_SEP = re.compile(r"[ \t]+")  # CoNLL columns: spaces or tabs, nothing else
+SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # \ud800 to \udfff: half a character
 FORMAT_HELP = {
     "jsonl_tokens": '"tokens" and "tags", two lists of strings of the same length',
     "jsonl_spans": '"text", a string, and "spans", a list of {"start", "end", "label"}',
@@ -121,6 +122,7 @@ def read_jsonl(lines: list[str]) -> Parsed:
             continue
         try:
             record = json.loads(line)
+            halved = _lone_surrogate(line, record)
         except json.JSONDecodeError as exc:
             parsed.issues.append(
                 Issue(
@@ -133,6 +135,13 @@ def read_jsonl(lines: list[str]) -> Parsed:
             continue
         except (ValueError, RecursionError):  # nesting too deep, numbers too long
             parsed.issues.append(Issue("bad_json", number, f"line {number}: unreadable JSON"))
+            continue
+        if halved:
+            message = (
+                f"line {number}: a \\u escape of half a character (a lone surrogate such as "
+                "\\ud800), which is not text; write the character itself"
+            )
+            parsed.issues.append(Issue("bad_encoding", number, message))
             continue
         if not isinstance(record, dict):
             message = f"line {number}: a JSON {type(record).__name__}, not an object"
@@ -266,6 +275,18 @@ def _word_tags(offsets: list[tuple[int, int]], spans: list[tuple[int, int, str, 
             tags.append("O")
             previous = -1
     return tags
+
+
+def _lone_surrogate(line: str, record: Any) -> bool:
+    """Whether the line's escapes decoded into half a character (\\ud800 without its pair),
+    which no UTF-8 answer, page or tokenizer can carry."""
+    if not SURROGATE_ESCAPE.search(line):
+        return False
+    try:
+        json.dumps(record, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _is_int(value: object) -> bool:
