@@ -19,8 +19,7 @@ from app.datasets.models import Dataset, Modality
 from app.datasets.service import read_parts
 from app.datasets.tagged_datasets import read_sentences
 from app.datasets.validation import extract_examples
-from worker.training.tasks import multi_label, regression, token_classification
-from worker.training.tasks.splitting import Split, stratified_split
+from worker.training.tasks import get_task
 
 VALIDATION_FRACTION = 0.1
 TEST_FRACTION = 0.1
@@ -71,28 +70,6 @@ def _image_parts(dataset: Dataset, settings: Settings) -> dict[str, _Part]:
     }
 
 
-def _label_ids(task: str, labels: list[Any], ids: dict[str, int]) -> list[Any]:
-    """Cells as the head reads them: class ids, sorted lists of label ids, numbers."""
-    if task == "multi_label":
-        return [sorted(ids[name] for name in row) for row in labels]
-    if task == "regression":
-        return [float(value) for value in labels]
-    if task == tagged_datasets.NAME:  # a tag id per word
-        return [[ids[tag] for tag in row] for row in labels]
-    return [ids[label] for label in labels]
-
-
-def _split(task: str, labels: list[Any], names: list[str], **fractions: Any) -> Split:
-    """Each task's split (its module says how), the same for the same labels and seed."""
-    if task == "multi_label":
-        return multi_label.split(labels, len(names), **fractions)
-    if task == "regression":
-        return regression.split(labels, **fractions)
-    if task == tagged_datasets.NAME:
-        return token_classification.split([[names[t] for t in row] for row in labels], **fractions)
-    return stratified_split(labels, **fractions)
-
-
 def _tagged_parts(dataset: Dataset, settings: Settings) -> dict[str, _Part]:
     """Entity tagging: each sentence's words as the input, its tags as the label."""
     files = part_paths(settings, dataset.id, dataset.files)
@@ -110,11 +87,10 @@ def load_training_data(dataset: Dataset, settings: Settings, *, seed: int) -> Tr
         parts = _image_parts(dataset, settings) if image else _text_parts(dataset, settings)
     train = parts["train"]
     label_names = list(dataset.label_names)
-    ids = {name: i for i, name in enumerate(label_names)}
+    task = get_task(dataset.task)
     for part in parts.values():
-        part.labels = _label_ids(dataset.task, part.labels, ids)
-    split = _split(
-        dataset.task,
+        part.labels = task.encode(part.labels, label_names)
+    split = task.split(
         train.labels,
         label_names,
         seed=seed,

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import torch
 
     from worker.training.hyperparameters import TrainParams
+    from worker.training.tasks.splitting import Split
 
 
 @dataclass(frozen=True)
@@ -131,6 +132,16 @@ class Task(Protocol):
     def reading_snippet(self) -> str:
         """The model card's answer from a loaded model's `outputs`, `config` and `labels`
         (classifier.Classifier.outputs_snippet makes them)."""
+        ...
+
+    def encode(self, labels: list[Any], label_names: list[str]) -> list[Any]:
+        """Labels as read from the files (names, lists of names, numbers, tag names) as the
+        head reads them (ids, lists of ids, numbers)."""
+        ...
+
+    def split(self, labels: list[Any], label_names: list[str], **fractions: Any) -> Split:
+        """Train/validation/test rows from the encoded labels: the same for the same labels
+        and `seed` (fractions: seed, validation_fraction, test_fraction)."""
         ...
 
     def bind(

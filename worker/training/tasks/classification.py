@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from worker.training.tasks.base import Headline, RowsAreExamples
+from worker.training.tasks.splitting import Split, stratified_split
 
 if TYPE_CHECKING:
     import torch
@@ -170,6 +171,15 @@ class Classification:
         """The model card's last lines: an answer from `outputs`, `config` and `labels`."""
         return """probabilities = torch.softmax(outputs, -1).tolist()
 print(labels[probabilities.index(max(probabilities))])"""
+
+    def encode(self, labels: list[Any], label_names: list[str]) -> list[Any]:
+        """Class names as the head's ids."""
+        ids = {name: i for i, name in enumerate(label_names)}
+        return [ids[label] for label in labels]
+
+    def split(self, labels: list[Any], label_names: list[str], **fractions: Any) -> Split:
+        """Each class split on its own, so rare classes reach validation and test too."""
+        return stratified_split(labels, **fractions)
 
     def headline(self, params: TrainParams | dict[str, Any]) -> Headline:
         return HEADLINE

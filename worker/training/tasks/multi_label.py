@@ -308,6 +308,14 @@ class MultiLabel:
 # each label's threshold was chosen on validation (config["thresholds"])
 print([name for name, p in zip(labels, probabilities) if p >= config["thresholds"][name]])"""
 
+    def encode(self, labels: list[Any], label_names: list[str]) -> list[Any]:
+        """Each row's label names as a sorted list of ids."""
+        ids = {name: i for i, name in enumerate(label_names)}
+        return [sorted(ids[name] for name in row) for row in labels]
+
+    def split(self, labels: list[Any], label_names: list[str], **fractions: Any) -> Split:
+        return split(labels, len(label_names), **fractions)
+
     def headline(self, params: TrainParams | dict[str, Any]) -> Headline:
         return HEADLINE
 

@@ -247,6 +247,12 @@ class Regression:
         """The model card's last lines: an answer from `outputs`, `config` and `labels`."""
         return """print(config["target"], float(outputs[0]))  # already in the target's units"""
 
+    def encode(self, labels: list[Any], label_names: list[str]) -> list[Any]:
+        return [float(value) for value in labels]
+
+    def split(self, labels: list[Any], label_names: list[str], **fractions: Any) -> Split:
+        return split(labels, **fractions)
+
     def headline(self, params: TrainParams | dict[str, Any]) -> Headline:
         chosen = (
             params.get("regression_metric")

@@ -194,6 +194,14 @@ class TokenClassification:
     def reading_snippet(self) -> str:
         return ""  # the card's snippet is the token-classification pipeline, whole
 
+    def encode(self, labels: list[Any], label_names: list[str]) -> list[Any]:
+        """Each sentence's tags as ids, one per word."""
+        ids = {name: i for i, name in enumerate(label_names)}
+        return [[ids[tag] for tag in row] for row in labels]
+
+    def split(self, labels: list[Any], label_names: list[str], **fractions: Any) -> Split:
+        return split([[label_names[t] for t in row] for row in labels], **fractions)
+
     def headline(self, params: TrainParams | dict[str, Any]) -> Headline:
         return HEADLINE
 
