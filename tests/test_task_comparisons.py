@@ -67,6 +67,7 @@ def test_each_task_compares_strategies_by_its_headline(
     pick = max if higher_is_better(headline) else min
     assert verdict["winner_job_id"] == pick(scores, key=scores.__getitem__)
     assert headline.replace("_", " ") in verdict["summary"]
+    assert ("within 1 %" if headline == "mae" else "within one point") in verdict["summary"]
     for row in rows:
         assert row["job"]["status"] in FINISHED
     page = client.get(f"/comparisons/{verdict['id']}")

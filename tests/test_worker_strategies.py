@@ -57,7 +57,7 @@ def test_comparison_of_all_strategies_completes(
     assert trainable["transfer_top_k"] < trainable["finetune_full"] == trainable["lp_ft"]
 
     page = client.get(f"/comparisons/{response.json()['id']}")
-    assert "cheapest within 1 point" in page.text and 'id="overlay"' in page.text
+    assert "cheapest within one point" in page.text and 'id="overlay"' in page.text
 
 
 def test_auto_picks_and_says_why(

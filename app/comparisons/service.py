@@ -136,14 +136,18 @@ def shown(metric: str, value: float | None) -> str:
     return f"{100 * value:.1f}%" if metric in SHARES else f"{value:.4g}"
 
 
+def reach(metric: str) -> str:
+    """How close counts as as good (_close): a point of a score, 1 % of an error."""
+    return "one point" if metric in SHARES or higher_is_better(metric) else "1 %"
+
+
 def _summary(metric: str, winner: ComparisonRow, cheapest: ComparisonRow) -> str:
     name = metric.replace("_", " ")
     best = f"{winner.job.strategy.label} scored best ({name} {shown(metric, winner.metric)})"
     if cheapest.job.id == winner.job.id:
-        return best + " and was also the cheapest run within one point."
+        return best + f" and was also the cheapest run within {reach(metric)}."
     ratio = (winner.wall_seconds or 0) / max(cheapest.wall_seconds or 1e-9, 1e-9)
     return (
-        f"{best}; {cheapest.job.strategy.label} came within "
-        f"{'one point' if metric in SHARES or higher_is_better(metric) else '1 %'} "
+        f"{best}; {cheapest.job.strategy.label} came within {reach(metric)} "
         f"({shown(metric, cheapest.metric)}) at {ratio:.1f}× less wall time."
     )

@@ -33,6 +33,7 @@ def _context(comparison: Comparison) -> dict[str, Any]:
         "verdict": comparisons.judge(comparison),
         "task": get_task(comparison.dataset.task),
         "shown": comparisons.shown,
+        "reach": comparisons.reach,
         "higher_is_better": higher_is_better,
     }
 

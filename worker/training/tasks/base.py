@@ -44,7 +44,12 @@ class Headline:
 # Scores where lower is better; every other score Tuneboard reports is better higher.
 LOWER_IS_BETTER = frozenset({"loss", "mae", "rmse", "hamming_loss"})
 # Scores that are shares (0..1, shown as percents); errors are in the target's units.
-SHARES = frozenset({"accuracy", "macro_f1", "micro_f1", "subset_accuracy", "hamming_loss"})
+SHARES = frozenset(
+    {
+        "accuracy", "macro_f1", "micro_f1", "subset_accuracy", "hamming_loss", "entity_f1",
+        "entity_precision", "entity_recall", "token_accuracy",
+    }
+)  # fmt: skip
 
 
 def higher_is_better(score: str) -> bool:
