@@ -316,13 +316,18 @@ def _postgres(action: str) -> None:
     assert done.returncode == 0, f"{' '.join(command)}: {done.stderr}"
 
 
+EPOCHS_THROUGH_OUTAGE = 24
+
+
 def test_database_restarted_mid_job_loses_no_metric_rows(stack, tmp_path: Path) -> None:
     """RELIABILITY row 21, its database half: PostgreSQL goes away for several seconds while
     a job trains. The job's writes wait and retry; it finishes with every epoch's metrics."""
     with worker(stack, tmp_path / "worker.log"):
         with web(stack, tmp_path / "web.log") as client:
             dataset = upload(client, tmp_path, 100)
-            job_id = job(client, dataset, epochs=8)
+            # Long enough to outlive the outage on a quiet machine (8 epochs of 100 rows
+            # once finished before the database was even stopped).
+            job_id = job(client, dataset, epochs=EPOCHS_THROUGH_OUTAGE)
             wait_for(
                 lambda: state(client, job_id)["progress"] > 0.1,
                 timeout=120,
@@ -338,7 +343,8 @@ def test_database_restarted_mid_job_loses_no_metric_rows(stack, tmp_path: Path) 
             assert done["status"] == "succeeded", done
             series = client.get(f"/api/v1/jobs/{job_id}/metrics").json()["series"]
     epochs = series["val_accuracy"]["epoch"]
-    assert epochs == [float(e) for e in range(1, 9)], epochs  # none lost, none twice
+    expected = [float(e) for e in range(1, EPOCHS_THROUGH_OUTAGE + 1)]
+    assert epochs == expected, epochs  # none lost, none twice
     steps = series["train_loss"]["step"]
     assert steps == sorted(set(steps)), "train-loss rows lost their order or repeat"
     gaps = {b - a for a, b in zip(steps, steps[1:], strict=False)}

@@ -1,4 +1,4 @@
-"""datasets: the task their labels are for, a multi-label separator, and indicator columns
+"""datasets: the task their labels are for, and a multi-label separator
 
 Every dataset so far holds one class per row: `classification`.
 
@@ -24,11 +24,9 @@ def upgrade() -> None:
             sa.Column("task", sa.String(32), nullable=False, server_default="classification")
         )
         batch.add_column(sa.Column("label_separator", sa.String(8), nullable=True))
-        batch.add_column(sa.Column("label_columns", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("datasets") as batch:
-        batch.drop_column("label_columns")
         batch.drop_column("label_separator")
         batch.drop_column("task")

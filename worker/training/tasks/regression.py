@@ -114,8 +114,11 @@ def summarise(values: list[float], name: str) -> LabelSummary:
 def histogram(values: np.ndarray, bins: int = 20) -> dict[str, list]:
     """numpy's equal bins, fewer where the values lie too close together for `bins` distinct
     edges (0.3 and 0.30000000000000004), where numpy would raise instead."""
+    if values.size and values.min() == values.max():  # one value: one bar (numpy would
+        value = float(values[0])  # widen it by ±0.5, which a huge value cannot tell apart)
+        return {"edges": [value, value], "counts": [int(values.size)]}
     edges: int | np.ndarray = bins
-    if values.size and values.min() < values.max():
+    if values.size:
         edges = np.unique(np.linspace(values.min(), values.max(), bins + 1))
     counts, found = np.histogram(values, bins=edges)
     return {"edges": found.tolist(), "counts": counts.tolist()}
