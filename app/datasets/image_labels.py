@@ -24,7 +24,6 @@ from app.datasets.parsing import (
     ParseError,
     Table,
     detect_format,
-    lone_surrogate,
     read_table,
 )
 from app.datasets.task_labels import SAMPLE_ROWS, detect_task, label_reader
@@ -32,6 +31,7 @@ from app.datasets.validation import DatasetInvalid, Issue
 from worker.training.tasks import multi_label
 from worker.training.tasks.base import LabelProblem
 from worker.training.tasks.classification import read_label
+from worker.training.tasks.tagged_formats import lone_surrogate
 
 LABELS_FILES = ("labels.csv", "labels.jsonl")
 FILE_COLUMNS = ("file", "filename", "image", "path")

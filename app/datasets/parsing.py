@@ -12,7 +12,6 @@ import csv
 import io
 import json
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -23,6 +22,9 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+# One check for every JSONL reader, the tagging files' too (training code cannot import app/).
+from worker.training.tasks.tagged_formats import lone_surrogate
 
 _UTF8_BOM = b"\xef\xbb\xbf"
 _EXTENSIONS = {
@@ -38,7 +40,6 @@ _EXTENSIONS = {
 _JSON_KINDS = {list: "a list", str: "text", int: "a number", float: "a number", bool: "true/false"}
 _JSON_KINDS[type(None)] = "null"
 PROGRESS_EVERY = 10_000  # rows between two progress reports
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # \ud800 to \udfff: half a character
 LONE_SURROGATE = (
     "a \\u escape of half a character (a lone surrogate such as \\ud800), which is not text; "
     "write the character itself"
@@ -309,18 +310,6 @@ def _read_jsonl(text: str, limit: int | None, counter: _Rows) -> Table:
         raise ParseError("the objects in the file have no keys; give each a text and a label")
     names = list(columns)
     return Table(names, [{c: obj.get(c) for c in names} for obj in objects], lines)
-
-
-def lone_surrogate(raw: str, value: Any) -> bool:
-    """Whether a JSON line's escapes decoded into half a character (\\ud800 without its pair),
-    which no UTF-8 answer, page or tokenizer can carry."""
-    if not _SURROGATE_ESCAPE.search(raw):
-        return False
-    try:
-        json.dumps(value, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
 
 
 def _label_list(cell: Any) -> bool:

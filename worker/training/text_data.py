@@ -42,16 +42,24 @@ class TokenizedTexts:
     lengths: np.ndarray  # real tokens per row
 
     def batch(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
-        width = int(self.lengths[idx].max())
-        out = {
-            name: torch.from_numpy(array[idx, :width].astype(np.int64))
-            for name, array in self.arrays.items()
-        }
-        # Rebuilt from lengths rather than stored: one less (rows, max_length) array.
-        out["attention_mask"] = torch.from_numpy(
-            (np.arange(width)[None, :] < self.lengths[idx, None]).astype(np.int64)
-        )
-        return out
+        return padded_batch(self.arrays, self.lengths, idx)
+
+
+def padded_batch(
+    arrays: dict[str, np.ndarray], lengths: np.ndarray, idx: np.ndarray
+) -> dict[str, torch.Tensor]:
+    """Rows `idx` of right-padded token arrays, only as wide as their longest row, with the
+    attention mask rebuilt from `lengths` rather than stored: one less (rows, max_length)
+    array."""
+    width = int(lengths[idx].max())
+    out = {
+        name: torch.from_numpy(array[idx, :width].astype(np.int64))
+        for name, array in arrays.items()
+    }
+    out["attention_mask"] = torch.from_numpy(
+        (np.arange(width)[None, :] < lengths[idx, None]).astype(np.int64)
+    )
+    return out
 
 
 Tokens = Callable[[], TokenizedTexts]  # every row tokenised, on first call (tokenize_once)

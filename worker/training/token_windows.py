@@ -18,7 +18,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from worker.training.text_data import TOKENIZE_CHUNK
+from worker.training.text_data import TOKENIZE_CHUNK, padded_batch
 
 IGNORE = -100  # the label value torch's cross-entropy skips
 WORD = re.compile(r"\w+|[^\w\s]")  # the upload side splits typed text with the same rule
@@ -36,15 +36,8 @@ class TokenWindows:
     word_ids: np.ndarray  # int32 word index within the sentence on first sub-tokens, -1 elsewhere
 
     def batch(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
-        width = int(self.lengths[idx].max())
-        out = {
-            name: torch.from_numpy(array[idx, :width].astype(np.int64))
-            for name, array in self.arrays.items()
-        }
-        # Rebuilt from lengths rather than stored: one less (windows, max_length) array.
-        out["attention_mask"] = torch.from_numpy(
-            (np.arange(width)[None, :] < self.lengths[idx, None]).astype(np.int64)
-        )
+        out = padded_batch(self.arrays, self.lengths, idx)
+        width = out["attention_mask"].shape[1]
         out["labels"] = torch.from_numpy(np.ascontiguousarray(self.labels[idx, :width]))
         return out
 

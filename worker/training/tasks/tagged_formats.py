@@ -122,7 +122,7 @@ def read_jsonl(lines: list[str]) -> Parsed:
             continue
         try:
             record = json.loads(line)
-            halved = _lone_surrogate(line, record)
+            halved = lone_surrogate(line, record)
         except json.JSONDecodeError as exc:
             parsed.issues.append(
                 Issue(
@@ -277,7 +277,7 @@ def _word_tags(offsets: list[tuple[int, int]], spans: list[tuple[int, int, str, 
     return tags
 
 
-def _lone_surrogate(line: str, record: Any) -> bool:
+def lone_surrogate(line: str, record: Any) -> bool:
     """Whether the line's escapes decoded into half a character (\\ud800 without its pair),
     which no UTF-8 answer, page or tokenizer can carry."""
     if not SURROGATE_ESCAPE.search(line):
