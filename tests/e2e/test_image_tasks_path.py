@@ -7,7 +7,6 @@ answering what the playground answered. Data: real handwritten digits (tests/dig
 from __future__ import annotations
 
 import re
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from playwright.sync_api import expect
 from tests.accounts import PASSWORD
 from tests.digit_tasks import exported_outputs, pairs, pairs_zip, values, values_zip
 from tests.e2e.conftest import Server, shot
+from tests.e2e.test_tasks_path import download
 from tests.e2e.test_user_path import assert_usable, wait_for_status
 
 
@@ -71,16 +71,6 @@ def assert_thumbnails_load(page: Any, where: str) -> None:
         image.scroll_into_view_if_needed()
         expect(image).to_have_js_property("complete", True)
         assert image.evaluate("img => img.naturalWidth") > 0, image.get_attribute("src")
-
-
-def download(page: Any, tmp_path: Path) -> Path:
-    with page.expect_download() as got:
-        page.get_by_role("link", name="Download tuned model (ZIP)").click()
-    archive = tmp_path / got.value.suggested_filename
-    got.value.save_as(archive)
-    with zipfile.ZipFile(archive) as z:
-        z.extractall(tmp_path / "export")
-    return tmp_path / "export" / "model"
 
 
 def test_image_multi_label(page: Any, server: Server, tmp_path: Path) -> None:
