@@ -75,7 +75,7 @@ def read_tagged(data: bytes, *, known_types: set[str] | None = None) -> TaggedFi
     text = decode(data)
     if isinstance(text, Issue):  # no sentences: a guess at characters helps nobody
         guess = parse(data.decode("utf-8", errors="replace")).format
-        return TaggedFile(guess, "iob2", [], _group([text]), [])
+        return TaggedFile(guess, "iob2", [], group_issues([text]), [])
     parsed = parse(text)
     scheme, tagged, issues = _normalise(parsed.sentences)
     issues = parsed.issues + issues + _checks(tagged, known_types)
@@ -89,7 +89,7 @@ def read_tagged(data: bytes, *, known_types: set[str] | None = None) -> TaggedFi
     elif sentences and not any(tag != "O" for s in sentences for tag in s.tags):
         message = "no entities in the whole file: every tag is O; tag at least one entity type"
         issues.append(Issue("no_entities", 0, message))
-    problems = _group(issues)
+    problems = group_issues(issues)
     unknown = sorted({tag[2:] for s in sentences for tag in s.tags} - (known_types or set()))
     for problem in problems:
         if problem.code == "unknown_tag":  # one message naming every unknown type
@@ -263,7 +263,7 @@ def _checks(
     return issues
 
 
-def _group(issues: list[Issue]) -> list[Problem]:
+def group_issues(issues: list[Issue]) -> list[Problem]:
     """One problem per code, in order of first appearance: the first message in full, the
     count of the others and their first lines."""
     by_code: dict[str, list[Issue]] = {}
