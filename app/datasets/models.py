@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db import Base
@@ -62,6 +63,10 @@ class Dataset(Base):
     # Multi-label as one 0/1 column per label: those columns (label_column then names them
     # for people, "sport, money, music"); None: the labels are in label_column's cells.
     label_columns: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    # Generation: put first in every conversation that has no system message of its own
+    # (tasks/conversations.with_system). For generation, text_column is the prompt column
+    # and label_column the response column; a chat file has "messages" and "".
+    system_prompt: Mapped[str | None] = mapped_column(Text, nullable=True)
     num_rows: Mapped[int] = mapped_column(Integer)
     label_names: Mapped[list[str]] = mapped_column(JSON)
     # validation.Report.to_dict() for the current column choice, plus per-part row counts;
@@ -90,7 +95,10 @@ class Dataset(Base):
         base = f"{self.content_hash}:{self.text_column}:{self.text_pair_column}:{self.label_column}"
         if self.task == "classification":
             return base
-        return f"{base}:{self.task}:{self.label_separator}:{self.label_columns}"
+        keyed = f"{base}:{self.task}:{self.label_separator}:{self.label_columns}"
+        if self.system_prompt:  # it is part of every training text
+            keyed += ":" + hashlib.sha256(self.system_prompt.encode()).hexdigest()[:16]
+        return keyed
 
 
 class DatasetOut(BaseModel):
@@ -111,6 +119,7 @@ class DatasetOut(BaseModel):
     task: str
     label_separator: str | None
     label_columns: list[str] | None
+    system_prompt: str | None
     num_rows: int
     label_names: list[str]
     report: dict[str, Any]
@@ -131,3 +140,5 @@ class ColumnsUpdate(BaseModel):
     label_separator: str | None = None
     # Multi-label: one 0/1 column per label (label_column is then ignored).
     label_columns: list[str] | None = None
+    # Generation: the dataset-wide system prompt; None keeps it, "" removes it.
+    system_prompt: str | None = None
