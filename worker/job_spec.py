@@ -39,12 +39,13 @@ def train(job: Job, reporter: DatabaseReporter):  # noqa: ANN202 - TrainResult, 
     strategy = job.strategy
     if strategy is Strategy.auto:
         strategy = choose_strategy(job, data, entry, model_path, device, reporter)
-    params = resolve_params(job.params, strategy)
+    params = resolve_params(job.params, strategy, job.dataset.task)
     return run_training(spec_for(job, data, entry, model_path, strategy, params, device), reporter)
 
 
 def spec_for(job, data, entry, model_path, strategy, params, device):  # noqa: ANN001, ANN202
     from worker.training.spec import (
+        ChatExamples,
         Examples,
         ImageExamples,
         TextExamples,
@@ -59,7 +60,9 @@ def spec_for(job, data, entry, model_path, strategy, params, device):  # noqa: A
     if params.get("lora_target_modules") is not None:
         params = {**params, "lora_target_modules": tuple(params["lora_target_modules"])}
     examples: Examples
-    if job.dataset.task == "token_classification":
+    if job.dataset.task == "generation":
+        examples = ChatExamples(conversations=data.texts)
+    elif job.dataset.task == "token_classification":
         examples = TokenExamples(words=data.texts, labels=data.labels)
     elif data.image_root is not None:
         examples = ImageExamples(root=data.image_root, paths=data.texts, labels=data.labels)
@@ -93,6 +96,8 @@ def _outputs(task: str, data) -> str:  # noqa: ANN001 - TrainingData
         return f"target {data.label_names[0]!r}"
     if task == "token_classification":
         return f"{len(data.label_names)} tags"
+    if task == "generation":
+        return "conversations to learn to answer"
     noun = "labels" if task == "multi_label" else "classes"
     return f"{len(data.label_names)} {noun}"
 

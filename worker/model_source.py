@@ -18,6 +18,8 @@ HUB_PATTERNS = ["*.json", "*.txt", "*.model", "*.safetensors"]
 def local_model_path(entry: ModelEntry) -> str:
     """The entry's folder (or packaged checkpoint file), downloading a Hub id first. Every
     Hugging Face folder is checked before anything in it is loaded."""
+    if entry.path is not None and entry.path.endswith(".gguf"):
+        return converted_gguf(entry)
     if entry.path is not None:
         if Path(entry.path).is_dir():
             check_model_folder(entry.path)
@@ -48,3 +50,15 @@ def pick_device(choice: Device) -> str:
     if choice == Device.auto and torch.cuda.is_available():
         return "cuda"
     return "cpu"
+
+
+def converted_gguf(entry: ModelEntry) -> str:
+    """A packaged GGUF model (SmolLM2) as a safetensors folder in the model cache,
+    converted on first use (seconds to a minute), then reused by every job."""
+    from app.config import get_settings
+    from worker.training.gguf_import import import_gguf
+
+    assert entry.path is not None
+    gguf = Path(entry.path)
+    into = get_settings().data_dir / "models" / entry.id
+    return str(import_gguf(gguf.parent, gguf.name, into))

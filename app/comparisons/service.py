@@ -62,7 +62,7 @@ def create_comparison(
             strategy=strategy,
             device=payload.device,
             queue=queue,
-            params=resolve_params(params, strategy),
+            params=resolve_params(params, strategy, dataset.task),
         )
         for strategy in payload.strategies
     ]

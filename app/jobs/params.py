@@ -18,7 +18,7 @@ def _api_field(one: JobSetting) -> tuple[Any, Any]:
     job is queued (resolve_params)."""
     s = one.setting
     annotation, default = one.annotation, one.default
-    if s.per_strategy:
+    if s.per_strategy or s.per_task:
         annotation, default = annotation | None, None
     if s.max_items is not None:  # lists arrive as JSON arrays: a list, not a tuple
         annotation = list[str] | None
@@ -58,11 +58,18 @@ JobParams = create_model(  # type: ignore[call-overload]  # field definitions bu
 )
 
 
-def resolve_params(params: dict[str, Any], strategy: Strategy) -> dict[str, Any]:
-    """Fill the per-strategy defaults; auto jobs keep theirs open until the strategy is known."""
+def resolve_params(
+    params: dict[str, Any], strategy: Strategy, task: str | None = None
+) -> dict[str, Any]:
+    """Fill the per-strategy and per-task defaults; auto jobs keep the strategy's open until
+    the strategy is known."""
     values = dict(params)
-    if strategy is not Strategy.auto:
-        for name, default in strategy_defaults(strategy.value).items():
+    if strategy is Strategy.auto:
+        defaults = strategy_defaults("", task)  # the task's alone
+    else:
+        defaults = strategy_defaults(strategy.value, task)
+    if defaults:
+        for name, default in defaults.items():
             if values.get(name) is None:
                 values[name] = default
     return values

@@ -26,6 +26,8 @@ from app.jobs.params import JobParams, resolve_params
 from app.jobs.strategies import Strategy
 from app.queue import enqueue_training
 from app.workers.service import queue_for
+from worker.training.spec import ENCODER_MAX_LENGTH
+from worker.training.tasks import get_task
 
 
 class JobConflict(ValueError):
@@ -67,7 +69,19 @@ def admit(
     if dataset.status == DatasetStatus.invalid:
         reason = (dataset.error or {}).get("detail", "")
         raise InvalidJob(f"dataset {dataset_id} is invalid: {reason}; upload a fixed file")
-    entry = catalog.resolve(model, settings, modality=dataset.modality)
+    task = get_task(dataset.task)
+    for strategy in strategies:
+        if strategy.value in task.not_offered:
+            reason = task.not_offered[strategy.value]
+            raise InvalidJob(f"{strategy.value} does not apply to {task.name}: {reason}")
+    if task.name != "generation" and (params.max_length or 0) > ENCODER_MAX_LENGTH:
+        raise InvalidJob(
+            f"max_length is {params.max_length} but encoders read at most {ENCODER_MAX_LENGTH} "
+            "tokens; longer maximum lengths are for generation"
+        )
+    entry = catalog.resolve(
+        model, settings, modality=catalog.model_kind(dataset.modality, dataset.task)
+    )
     if entry.lora_unavailable and Strategy.finetune_lora in strategies:
         raise UnknownModel(f"finetune_lora cannot adapt {model}: {entry.lora_unavailable}")
     check_active_jobs(session, settings, owner, len(strategies))
@@ -99,6 +113,8 @@ def create_job(session: Session, *, payload: JobCreate, settings: Settings, owne
         params=payload.params,
         owner=owner,
     )
+    dataset = session.get(Dataset, payload.dataset_id)
+    assert dataset is not None  # admit found it
     job = Job(
         owner_id=owner.id,
         dataset_id=payload.dataset_id,
@@ -106,7 +122,7 @@ def create_job(session: Session, *, payload: JobCreate, settings: Settings, owne
         strategy=payload.strategy,
         device=payload.device,
         queue=queue_for(session, payload.device),
-        params=resolve_params(payload.params.model_dump(), payload.strategy),
+        params=resolve_params(payload.params.model_dump(), payload.strategy, dataset.task),
         status=JobStatus.queued,
     )
     session.add(job)

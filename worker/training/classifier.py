@@ -11,6 +11,8 @@ is (top-k), which layers LoRA adapts, and how the result is saved. Four kinds im
   image_model.PlainImageClassifier  packaged plain-PyTorch ImageNet CNNs (image_modeling.py)
   image_model.HubImageClassifier    Hugging Face image models (ViT, ResNet, ConvNeXt)
   token_model.TokenClassifier       entity tagging: a tag for every token, over windows
+  causal_lm.CausalLM                generation: a language model's own output layer, learning
+                                    the answers of conversations
 `load_classifier` picks one from the spec.
 """
 
@@ -22,7 +24,7 @@ from typing import Any, Protocol
 import torch
 from torch import nn
 
-from worker.training.spec import ImageExamples, TokenExamples, TrainSpec
+from worker.training.spec import ChatExamples, ImageExamples, TokenExamples, TrainSpec
 from worker.training.text_data import BatchSource
 
 Batch = dict[str, torch.Tensor]
@@ -95,6 +97,10 @@ class Classifier(Protocol):
 
 
 def load_classifier(spec: TrainSpec, device: torch.device) -> Classifier:
+    if isinstance(spec.examples, ChatExamples):
+        from worker.training.causal_lm import CausalLM
+
+        return CausalLM.load(spec, device)
     if isinstance(spec.examples, TokenExamples):
         from worker.training.token_model import TokenClassifier
 

@@ -1,6 +1,8 @@
 """Publish a trained model as a ZIP that loads without Tuneboard.
 
 Layout of `export.zip` (and of the `export/` folder it is made from):
+    adapter/            LoRA jobs: the adapters alone, in PEFT's format (PeftModel.from_pretrained
+                        on the base model), for those who keep one base and many adapters
     model/              the weights (safetensors) and config with the label names (and what
                         the task adds: problem type, multi-label thresholds), as the
                         classifier saves them: a transformers save_pretrained folder with
@@ -132,6 +134,8 @@ def model_card(
     outputs = (
         f"Target: **{spec.label_names[0]}**, predicted in its own units."
         if spec.task == "regression"
+        else "It answers conversations: the chat template is in the tokenizer."
+        if spec.task == "generation"
         else f"Labels: {', '.join(spec.label_names)}"
     )
     return f"""# {spec.dataset_name} {noun} ({spec.model_id}, {spec.strategy})
@@ -170,6 +174,31 @@ The same settings are in `model/training_args.json`; all metrics are in `metrics
 """
 
 
+def _cell(text: str | None) -> str:
+    return (text or "").replace("|", "\\|").replace("\n", "<br>")
+
+
+def samples_section(samples: dict[str, Any], metrics: dict[str, Any]) -> str:
+    """Generation: the sample prompts answered by the base model and by the kept weights."""
+    kept = samples["epochs"].get(str(metrics["best_epoch"]))
+    if not samples["rows"] or samples.get("base") is None or kept is None:
+        return ""
+    lines = [
+        "",
+        "## Before and after",
+        "",
+        f"Validation prompts answered greedily by the base model and after epoch "
+        f"{metrics['best_epoch']} (the kept weights), beside the reference answer.",
+        "",
+        "| prompt | base model | tuned | reference |",
+        "|---|---|---|---|",
+    ]
+    for row, before, after in zip(samples["rows"], samples["base"], kept, strict=True):
+        cells = (row["text"], before, after, row["reference"])
+        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def export_model(
     spec: TrainSpec,
     clf: Classifier,
@@ -189,15 +218,23 @@ def export_model(
     if config:
         saved = json.loads((model_dir / "config.json").read_text())
         (model_dir / "config.json").write_text(json.dumps(saved | config, indent=2) + "\n")
+    adapter = job_files.adapter_dir(spec.output_dir)
+    if adapter.is_dir():
+        shutil.copytree(adapter, folder / "adapter")
     args = training_args(spec, learning_rate, metrics)
     (model_dir / "training_args.json").write_text(json.dumps(args, indent=2) + "\n")
     task = get_task(spec.task)
+    reading = task.reading_snippet()
     snippet = (
         clf.loading_snippet()
-        if spec.task == "classification"
-        else clf.outputs_snippet() + "\n" + task.reading_snippet()
+        if spec.task == "classification" or not reading
+        else clf.outputs_snippet() + "\n" + reading
     )
-    (folder / "README.md").write_text(model_card(spec, args, metrics, snippet, task.noun))
+    card = model_card(spec, args, metrics, snippet, task.noun)
+    samples = job_files.samples(spec.output_dir)
+    if samples.is_file():
+        card += samples_section(json.loads(samples.read_text()), metrics)
+    (folder / "README.md").write_text(card)
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
 
     published = job_files.export_zip(spec.output_dir)

@@ -75,6 +75,7 @@ class Setting:
     exclusive_maximum: bool = False
     per_strategy: dict[str, Any] | None = None  # defaults that differ by strategy
     per_image_strategy: dict[str, Any] | None = None  # … and for image models
+    per_task: dict[str, Any] | None = None  # defaults that differ by the dataset's task
     strategies: tuple[str, ...] = STRATEGIES  # the strategies that read it
     placeholder: str = ""  # what the empty form field shows (default: the default)
     max_items: int | None = None  # lists
@@ -133,9 +134,12 @@ class TrainParams:
     max_length: int = setting(
         128,
         label="Max tokens per text",
-        help="Longer texts are cut to this many tokens.",
+        help="Longer texts are cut to this many tokens (encoders read at most 512; for "
+        "generation, prompt and response together, and the dataset report suggests one).",
         minimum=8,
-        maximum=512,
+        maximum=4096,
+        per_task={"generation": 512},
+        placeholder="128 (generation: 512)",
     )
     seed: int = setting(
         42,
@@ -182,6 +186,24 @@ class TrainParams:
         minimum=1,
         maximum=200,
         strategies=STEPPING,
+        placeholder="off",
+    )
+    gradient_accumulation: int = setting(
+        1,
+        label="Gradient accumulation steps",
+        help="Batches whose gradients add up before each optimizer step: the effective "
+        "batch is batch size × this, in the memory of one batch.",
+        minimum=1,
+        maximum=256,
+        strategies=STEPPING,
+    )
+    gradient_checkpointing: bool = setting(
+        False,
+        label="Gradient checkpointing",
+        help="Recompute each block's activations in the backward pass instead of keeping "
+        "them: about a third more compute for much less memory on long sequences.",
+        strategies=STEPPING,
+        tasks=("generation",),
         placeholder="off",
     )
     top_k: int | None = setting(
@@ -282,17 +304,23 @@ SETTINGS: tuple[JobSetting, ...] = tuple(
 )
 
 
-def strategy_defaults(strategy: str) -> dict[str, Any]:
-    """Defaults that depend on the strategy alone, filled in when a job is queued (so its
-    page shows them). Those that depend on the model's modality too (the learning rate) are
-    resolved by the worker: TrainParams.learning_rate_for."""
-    return {
+def strategy_defaults(strategy: str, task: str | None = None) -> dict[str, Any]:
+    """Defaults that depend on the strategy (and the dataset's task) alone, filled in when a
+    job is queued (so its page shows them). Those that depend on the model's modality too
+    (the learning rate) are resolved by the worker: TrainParams.learning_rate_for."""
+    by_strategy = {
         s.name: s.setting.per_strategy[strategy]
         for s in SETTINGS
         if s.setting.per_strategy
         and strategy in s.setting.per_strategy
         and s.setting.per_image_strategy is None
     }
+    by_task = {
+        s.name: s.setting.per_task[task]
+        for s in SETTINGS
+        if s.setting.per_task and task in s.setting.per_task
+    }
+    return by_strategy | by_task
 
 
 def check_params(params: TrainParams) -> None:

@@ -5,6 +5,9 @@ as TrainSpec.output_dir); these functions take that folder.
 
     checkpoint.pt                   the state to resume from (checkpoint.py), until published
     validation_predictions.json     each validation row's true and predicted label
+    samples.json                    generation: a few validation prompts answered by the base
+                                    model and after each epoch (generation_samples.py)
+    adapter/                        LoRA: the trained adapters in PEFT's format, before merging
     export/                         what the ZIP is made from (export.py)
       model/                        the weights, as a user loads them
     export.zip                      the download, present only complete
@@ -16,6 +19,8 @@ from pathlib import Path
 
 CHECKPOINT = "checkpoint.pt"
 VALIDATION_PREDICTIONS = "validation_predictions.json"
+SAMPLES = "samples.json"
+ADAPTER_DIR = "adapter"
 EXPORT_DIR = "export"
 EXPORT_ZIP = "export.zip"
 
@@ -26,6 +31,15 @@ def checkpoint(folder: Path) -> Path:
 
 def validation_predictions(folder: Path) -> Path:
     return folder / VALIDATION_PREDICTIONS
+
+
+def samples(folder: Path) -> Path:
+    return folder / SAMPLES
+
+
+def adapter_dir(folder: Path) -> Path:
+    """LoRA adapters saved before they are merged; export.py copies them into the export."""
+    return folder / ADAPTER_DIR
 
 
 def export_dir(folder: Path) -> Path:

@@ -119,7 +119,11 @@ def fit(
 
     # Linear warmup then linear decay to zero at the last step. Warmup keeps the first,
     # noisy steps from knocking pretrained weights (or a fresh head) far off course.
-    steps_per_epoch = math.ceil(len(train_idx) / params.batch_size)
+    # Gradient accumulation: `accumulate` batches make one optimizer step (the last group of
+    # an epoch may be smaller), so a step's effective batch is batch_size × accumulate.
+    accumulate = params.gradient_accumulation
+    batches_per_epoch = math.ceil(len(train_idx) / params.batch_size)
+    steps_per_epoch = math.ceil(batches_per_epoch / accumulate)
     total_steps = params.epochs * steps_per_epoch
     warmup_steps = int(params.warmup_ratio * total_steps)
 
@@ -207,37 +211,44 @@ def fit(
         model.train()
         _keep_norm_statistics(model)
         epoch_started = time.perf_counter()
-        window_loss, window_steps = torch.zeros((), device=device), 0
+        window_loss, window_steps, window_batches = torch.zeros((), device=device), 0, 0
         batches = length_grouped_batches(
             source.lengths, train_idx, params.batch_size, seed=params.seed, epoch=epoch
         )
         done_before = skip_batches if epoch == start_epoch else 0
+        pending = 0  # batches whose gradients wait for the next optimizer step
         for position, idx in enumerate(batches[done_before:], start=done_before + 1):
             if reporter.should_stop():
                 raise Cancelled(f"cancelled at step {first_step + step}")
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(step) * group["scale"]
             batch = to_device({**source.batch(idx), "labels": all_targets[idx]}, device)
             targets = batch.pop("labels")
 
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
                 logits = forward(batch)
             loss = task.loss(logits.float(), targets)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_([p for _, p in trainable], MAX_GRAD_NORM)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-
-            step += 1
+            group_start = position - 1 - pending
+            (loss / min(accumulate, len(batches) - group_start)).backward()
+            pending += 1
             train_examples += len(idx)
             # Summed on the device: .item() every step would stall a GPU for nothing.
             window_loss += loss.detach()
+            window_batches += 1
+            if pending < accumulate and position < len(batches):
+                continue
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step) * group["scale"]
+            torch.nn.utils.clip_grad_norm_([p for _, p in trainable], MAX_GRAD_NORM)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            pending = 0
+
+            step += 1
             window_steps += 1
             at = first_step + step  # on the run's x axis
             reporter.progress(step=at, total_steps=run_steps, phase=phase)
             if window_steps == LOG_EVERY:
-                _report_train_loss(reporter, at, steps_per_epoch, window_loss, window_steps)
-                window_loss, window_steps = torch.zeros((), device=device), 0
+                _report_train_loss(reporter, at, steps_per_epoch, window_loss, window_batches)
+                window_loss, window_steps, window_batches = torch.zeros((), device=device), 0, 0
                 # Mid-epoch checkpoints only at a reported point: the chart then resumes
                 # exactly where the saved run had drawn it.
                 if (
@@ -249,8 +260,8 @@ def fit(
                     save(epoch, position)
                     epoch_started = time.perf_counter()
         at = first_step + step
-        if window_steps:  # the epoch's tail, so every epoch reports at least once
-            _report_train_loss(reporter, at, steps_per_epoch, window_loss, window_steps)
+        if window_batches:  # the epoch's tail, so every epoch reports at least once
+            _report_train_loss(reporter, at, steps_per_epoch, window_loss, window_batches)
         train_seconds += time.perf_counter() - epoch_started
 
         # Validation once per epoch; the best epoch by the task's headline score is what gets
@@ -266,6 +277,7 @@ def fit(
             reporter=reporter,
         )
         scores = task.scores(val_logits, np.asarray(validation_idx))
+        scores |= task.epoch_end(epoch + 1)  # generation: the sample prompts answered
         reporter.metrics(
             step=at, epoch=float(epoch + 1), values={f"val_{k}": v for k, v in scores.items()}
         )
@@ -361,10 +373,11 @@ def _snapshot(tensors: list[tuple[str, torch.Tensor]]) -> dict[str, torch.Tensor
 
 
 def _report_train_loss(
-    reporter: Reporter, step: int, steps_per_epoch: int, loss_sum: torch.Tensor, steps: int
+    reporter: Reporter, step: int, steps_per_epoch: int, loss_sum: torch.Tensor, batches: int
 ) -> None:
+    """The mean batch loss since the last report."""
     reporter.metrics(
         step=step,
         epoch=step / steps_per_epoch,
-        values={"train_loss": loss_sum.item() / steps},
+        values={"train_loss": loss_sum.item() / batches},
     )

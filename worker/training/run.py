@@ -203,6 +203,11 @@ def run_training(spec: TrainSpec, reporter: Reporter) -> TrainResult:
         "train_examples_per_second": round(outcome.train_examples / max(seconds, 1e-9), 3),
         **stage.info,
     }
+    if not images and spec.strategy != TRANSFER_FROZEN:
+        # Tokens through the training steps: the rows' real lengths, padding not counted.
+        epochs = outcome.train_examples / max(len(train_rows), 1)
+        tokens = epochs * float(stage.source.lengths[train_rows].sum())
+        metrics["train_tokens_per_second"] = round(tokens / max(seconds, 1e-9), 1)
     kept = (
         f"head L2 {metrics['head_l2']:.0e}"
         if "head_l2" in metrics

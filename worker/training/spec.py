@@ -32,10 +32,12 @@ __all__ = [
     "ImageExamples",
     "TextExamples",
     "TokenExamples",
+    "ChatExamples",
     "TrainParams",
     "TrainSpec",
 ]
 
+ENCODER_MAX_LENGTH = 512  # position embeddings of the BERT-family encoders
 PREVIEW_CHARS = 500  # of each text in validation_predictions.json: enough to judge a mistake
 
 
@@ -85,7 +87,29 @@ class TokenExamples:
         return {"text": " ".join(self.words[row])[:PREVIEW_CHARS]}
 
 
-Examples = TextExamples | ImageExamples | TokenExamples
+@dataclass(frozen=True)
+class ChatExamples:
+    """Generation: each row a conversation, a list of {"role", "content"} messages
+    (system, then user and assistant turns, ending with an assistant turn:
+    tasks/conversations.py reads and checks them). The model learns the assistant turns."""
+
+    conversations: list[list[dict[str, str]]]
+
+    def __len__(self) -> int:
+        return len(self.conversations)
+
+    @property
+    def labels(self) -> list[str]:
+        """The reference answers: each conversation's last assistant turn."""
+        return [c[-1]["content"] for c in self.conversations]
+
+    def describe(self, row: int) -> dict[str, str]:
+        turns = self.conversations[row][:-1]
+        prompt = next((m["content"] for m in reversed(turns) if m["role"] == "user"), "")
+        return {"text": prompt[:PREVIEW_CHARS]}
+
+
+Examples = TextExamples | ImageExamples | TokenExamples | ChatExamples
 
 
 @dataclass(frozen=True)
@@ -145,3 +169,8 @@ class TrainSpec:
             if min(idx) < 0 or max(idx) >= n:
                 raise ValueError(f"{name} holds an index outside 0..{n - 1}")
         check_params(self.params)
+        if self.task != "generation" and self.params.max_length > ENCODER_MAX_LENGTH:
+            raise ValueError(
+                f"max_length is {self.params.max_length} but encoders read at most "
+                f"{ENCODER_MAX_LENGTH} tokens; longer maximum lengths are for generation"
+            )

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from worker.training import job_files
 from worker.training.classifier import (
     Batch,
     Classifier,
@@ -121,9 +122,14 @@ def lora_adapters(
     targets = sorted(peft_model.peft_config["default"].target_modules)
     shown = ", ".join(targets[:8]) + (f" and {len(targets) - 8} more" if len(targets) > 8 else "")
     reporter.log(f"LoRA rank {spec.params.lora_rank} on {shown}")
-    return Stage(
-        peft_model, _rows(spec, clf), _forward(clf, peft_model), lambda: merged(peft_model)
-    )
+
+    def exported() -> nn.Module:
+        # The adapters in PEFT's own format first (export.py ships them beside the merged
+        # weights): merging consumes them.
+        peft_model.save_pretrained(job_files.adapter_dir(spec.output_dir))
+        return merged(peft_model)
+
+    return Stage(peft_model, _rows(spec, clf), _forward(clf, peft_model), exported)
 
 
 def _rows(spec: TrainSpec, clf: Classifier) -> BatchSource:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from worker.training.tasks import (
     classification,
+    generation,
     multi_label,
     regression,
     token_classification,
@@ -15,15 +16,18 @@ from worker.training.tasks.base import Headline, JobTask, Task
 
 TASKS: dict[str, Task] = {
     module.TASK.name: module.TASK
-    for module in (classification, multi_label, regression, token_classification)
+    for module in (classification, multi_label, regression, token_classification, generation)
 }
 NAMES = tuple(TASKS)
 
 
 def task_of_config(config: dict) -> Task:
     """The task an exported model's config.json was trained for (its problem_type)."""
-    if any(a.endswith("ForTokenClassification") for a in config.get("architectures") or []):
+    architectures = config.get("architectures") or []
+    if any(a.endswith("ForTokenClassification") for a in architectures):
         return TASKS["token_classification"]
+    if any(a.endswith("ForCausalLM") for a in architectures):
+        return TASKS["generation"]
     kinds = {"multi_label_classification": "multi_label", "regression": "regression"}
     return TASKS[kinds.get(config.get("problem_type") or "", "classification")]
 

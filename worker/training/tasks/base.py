@@ -42,12 +42,13 @@ class Headline:
 
 
 # Scores where lower is better; every other score Tuneboard reports is better higher.
-LOWER_IS_BETTER = frozenset({"loss", "mae", "rmse", "hamming_loss"})
+LOWER_IS_BETTER = frozenset({"loss", "perplexity", "mae", "rmse", "hamming_loss"})
 # Scores that are shares (0..1, shown as percents); errors are in the target's units.
 SHARES = frozenset(
     {
         "accuracy", "macro_f1", "micro_f1", "subset_accuracy", "hamming_loss", "entity_f1",
-        "entity_precision", "entity_recall", "token_accuracy",
+        "entity_precision", "entity_recall", "token_accuracy", "exact_match", "rouge_l", "chrf",
+        "sample_rouge_l",
     }
 )  # fmt: skip
 
@@ -88,6 +89,11 @@ class JobTask(Protocol):
         """Every row's target as the loss reads it: class ids, multi-hot rows, numbers."""
         ...
 
+    def epoch_end(self, epoch: int) -> dict[str, float]:
+        """After an epoch's validation, with the model in eval mode: anything more to do and
+        report for it (generation answers its sample prompts); most tasks have nothing."""
+        ...
+
     def loss(
         self, outputs: torch.Tensor, targets: torch.Tensor, *, smoothed: bool = True
     ) -> torch.Tensor:
@@ -124,6 +130,8 @@ class Task(Protocol):
     title: str  # "Classification — one class per row"
     noun: str  # what the model is called on the card: "classifier", "regressor"
     scores: tuple[tuple[str, str], ...]  # test scores shown, as (key without test_, label)
+    # Strategies that cannot apply to this task, each with the reason the form and API give.
+    not_offered: dict[str, str]
 
     def headline(self, params: TrainParams | dict[str, Any]) -> Headline:
         """What ranks this job's epochs and runs (`params`: its settings, or a job's
@@ -180,6 +188,9 @@ class RowsAreExamples:
 
     def rows(self, idx: list[int] | np.ndarray) -> np.ndarray:
         return np.asarray(idx)
+
+    def epoch_end(self, epoch: int) -> dict[str, float]:
+        return {}
 
 
 def output_layer(model: Any, width: int) -> Any:

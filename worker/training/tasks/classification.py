@@ -163,6 +163,7 @@ class Classification:
     name = NAME
     title = "Classification — one class per row"
     noun = "classifier"
+    not_offered: dict[str, str] = {}  # every strategy applies
 
     # The test scores the job page and the CLI show, as (name in results without test_, label).
     scores = (("accuracy", "accuracy"), ("macro_f1", "macro-F1"), ("loss", "loss"))

@@ -293,6 +293,7 @@ class MultiLabel:
     name = NAME
     title = "Multi-label — several tags per row"
     noun = "multi-label classifier"
+    not_offered: dict[str, str] = {}  # every strategy applies
 
     # The test scores the job page and the CLI show, as (name in results without test_, label).
     scores = (

@@ -242,6 +242,7 @@ class Regression:
     name = NAME
     title = "Regression — a number per row"
     noun = "regressor"
+    not_offered: dict[str, str] = {}  # every strategy applies
 
     # The test scores the job page and the CLI show, as (name in results without test_, label).
     scores = (("mae", "MAE"), ("rmse", "RMSE"), ("r2", "R²"), ("spearman", "Spearman ρ"))

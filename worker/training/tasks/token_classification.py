@@ -69,6 +69,9 @@ class TokenJob:
         """Rows are the classifier's windows of sentences (token_model.py)."""
         self.windows = clf.windows
 
+    def epoch_end(self, epoch: int) -> dict[str, float]:
+        return {}
+
     def rows(self, idx: list[int] | np.ndarray) -> np.ndarray:
         return self.windows.windows_of(np.asarray(idx))
 
@@ -184,6 +187,7 @@ class TokenClassification:
     name = NAME
     title = "Entity tagging — a tag on each word"
     noun = "entity tagger"
+    not_offered: dict[str, str] = {}  # every strategy applies
     scores = (
         ("entity_f1", "entity F1"),
         ("entity_precision", "entity precision"),
