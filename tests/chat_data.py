@@ -51,8 +51,10 @@ def packaged_tokenizer():  # noqa: ANN201 - a transformers tokenizer
     return AutoTokenizer.from_pretrained(str(folder), gguf_file=name)
 
 
-def make_tiny_causal_lm(folder: Path, *, seed: int = 0) -> str:
-    """A 2-block Llama with SmolLM2's tokenizer, random weights, saved as a model folder."""
+def make_tiny_causal_lm(folder: Path, *, seed: int = 0, tied: bool = True) -> str:
+    """A 2-block Llama with SmolLM2's tokenizer, random weights, saved as a model folder.
+    Untied (`tied=False`), its random output layer writes varied tokens rather than echoing
+    its input, which tests of decoding need."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -66,7 +68,7 @@ def make_tiny_causal_lm(folder: Path, *, seed: int = 0) -> str:
         num_attention_heads=4,
         num_key_value_heads=2,
         max_position_embeddings=512,
-        tie_word_embeddings=True,
+        tie_word_embeddings=tied,
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
