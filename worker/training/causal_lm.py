@@ -66,9 +66,7 @@ class CausalLM:
         if spec.params.gradient_checkpointing:
             # Recompute each block's activations in backward rather than keep them: about a
             # third more compute for memory that no longer grows with the layers.
-            model.gradient_checkpointing_enable(
-                gradient_checkpointing_kwargs={"use_reentrant": False}
-            )
+            _checkpointing(model, on=True)
         model.to(device)
         return cls(spec, tokenizer, model, device)
 
@@ -168,7 +166,7 @@ class CausalLM:
         config that decodes greedily and stops at the chat's end marker, so a plain
         `pipeline("text-generation")` answers as the playground does."""
         model.config.use_cache = True  # type: ignore[union-attr]
-        model.gradient_checkpointing_disable()  # type: ignore[operator]  # a no-op if off
+        _checkpointing(model, on=False)  # the saved config must not ask for it
         generation = model.generation_config  # type: ignore[union-attr]
         generation.do_sample = False
         generation.temperature, generation.top_p, generation.top_k = None, None, None
@@ -187,3 +185,17 @@ print(chat(messages, max_new_tokens=128)[0]["generated_text"][-1]["content"])"""
 
     def outputs_snippet(self) -> str:
         return self.loading_snippet()
+
+
+def _checkpointing(model: Any, *, on: bool) -> None:
+    """Gradient (activation) checkpointing on or off, by the name this transformers has:
+    v5 renamed the methods and warns on the old ones."""
+    if hasattr(model, "activation_checkpointing_enable"):
+        if on:
+            model.activation_checkpointing_enable({"use_reentrant": False})
+        else:
+            model.activation_checkpointing_disable()
+    elif on:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_disable()
