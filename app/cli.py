@@ -283,21 +283,33 @@ def jobs_run(
             err=True,
         )
         raise typer.Exit(1)
+    from app import cli_results
+
     results = final["results"] or {}
-    # The headline first (what ranks runs of this task), then the task's other test scores.
-    headline = results.get("headline_metric", "test_macro_f1")
-    scores = sorted(
-        (k for k, v in results.items() if k.startswith("test_") and isinstance(v, float)),
-        key=lambda k: (k != headline, k),
-    )
-    shown = ", ".join(
-        f"{k.removeprefix('test_').replace('_', ' ')} {results[k]:.4f}" for k in scores
-    )
     typer.secho(
-        f"job {final['id']} succeeded: test {shown} (headline: {headline.removeprefix('test_')}); "
-        f"`tuneboard jobs export {final['id']}` downloads it",
+        f"job {final['id']} succeeded: {cli_results.scores_line(results)}",
         fg=typer.colors.GREEN,
     )
+    typer.echo(f"  {cli_results.cost_line(results)}")
+    typer.echo(f"`tuneboard jobs export {final['id']}` downloads it")
+
+
+@jobs_app.command("show")
+def jobs_show(
+    job_id: int = typer.Argument(...),
+    server: str | None = SERVER,
+    token: str | None = TOKEN,
+) -> None:
+    """A job's status and, when it has succeeded, its headline, test scores and costs."""
+    from app import cli_results
+    from app.api_client import ApiError
+
+    try:
+        job = _client(server, token).job(job_id)
+    except ApiError as exc:
+        raise _refused(exc) from exc
+    for line in cli_results.job_lines(job):
+        typer.echo(line)
 
 
 @jobs_app.command("export")

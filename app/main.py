@@ -27,6 +27,7 @@ from app.web import (
     job_pages,
     playground_pages,
     predictions_api,
+    sample_answers,
 )
 from app.web.auth import NotSignedIn, current_user
 from app.web.body_limit import BodyLimitMiddleware
@@ -94,6 +95,8 @@ def create_app() -> FastAPI:
     app.include_router(predictions_api.router)
     app.include_router(auth_api.router)
     app.include_router(deletion_routes.router)
+    app.include_router(sample_answers.api)
+    app.include_router(sample_answers.pages)
     for pages in (home_page, dataset_pages, job_pages, playground_pages, comparison_pages):
         app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

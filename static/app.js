@@ -82,18 +82,25 @@ function formatBytes(n) {
 
 const CHARTS = {
   loss: { title: "Loss", series: [["train_loss", "train loss", "#2563eb"], ["val_loss", "validation loss", "#dc2626"]] },
-  // The task's curves (data-series on the chart: [[name, label], …]), classification's here.
+  // The task's curves, one chart per scale (data-series and data-title on each chart:
+  // [[name, label], …]), classification's here.
   quality: { title: "Validation quality", series: [["val_accuracy", "accuracy", "#16a34a"], ["val_macro_f1", "macro-F1", "#9333ea"]] },
 };
 const QUALITY_COLOURS = ["#16a34a", "#9333ea"];
-// What ranks epochs (the task's headline, data-headline on the chart) and which way.
+// What ranks epochs (the task's headline, data-headline on the box) and which way.
 let HEADLINE = { name: "val_macro_f1", higher: true };
 
 function readTaskCurves(box) {
-  const el = box.querySelector('[data-chart="quality"]');
-  if (!el || !el.dataset.series) return;
-  CHARTS.quality.series = JSON.parse(el.dataset.series).map(([name, label], i) => [name, label, QUALITY_COLOURS[i % 2]]);
-  HEADLINE = { name: el.dataset.headline, higher: el.dataset.higher === "1" };
+  const charts = box.querySelectorAll("[data-chart][data-series]");
+  if (!charts.length) return;
+  delete CHARTS.quality;
+  charts.forEach((el) => {
+    CHARTS[el.dataset.chart] = {
+      title: el.dataset.title,
+      series: JSON.parse(el.dataset.series).map(([name, label], i) => [name, label, QUALITY_COLOURS[i % 2]]),
+    };
+  });
+  if (box.dataset.headline) HEADLINE = { name: box.dataset.headline, higher: box.dataset.higher === "1" };
 }
 
 function alignSeries(series, names) {
@@ -300,35 +307,6 @@ function setupOverlay() {
   poll();
 }
 
-function setupModelChoice() {
-  // The new-job form offers only models that read what the chosen dataset holds; the
-  // server refuses a mismatch anyway, this just keeps the wrong ones out of reach.
-  const dataset = document.querySelector('select[name="dataset_id"]');
-  const model = document.getElementById("model-select");
-  if (!dataset || !model) return;
-  const sync = () => {
-    const chosen = dataset.selectedOptions[0];
-    const modality = chosen ? chosen.dataset.modality : null;
-    // Settings one task reads (a regression's headline metric) show for that task only.
-    const task = chosen ? chosen.dataset.task : null;
-    document.querySelectorAll(".setting[data-tasks]").forEach((el) => {
-      el.hidden = !!task && !el.dataset.tasks.split(" ").includes(task);
-    });
-    model.querySelectorAll("optgroup").forEach((group) => {
-      const fits = !modality || group.dataset.modality === modality;
-      group.disabled = !fits;
-      group.hidden = !fits;
-    });
-    const current = model.selectedOptions[0];
-    if (!current || current.parentElement.disabled) {
-      const first = model.querySelector("optgroup:not([disabled]) option");
-      if (first) { model.value = first.value; model.dispatchEvent(new Event("change", { bubbles: true })); }
-    }
-  };
-  dataset.addEventListener("change", sync);
-  sync();
-}
-
 function showHtmxErrors() {
   // An error htmx does not swap in (413 from the upload limit, a 500, a lost connection)
   // still gets a sentence where the answer would have gone.
@@ -351,7 +329,7 @@ function showHtmxErrors() {
 
 document.addEventListener("DOMContentLoaded", () => {
   showHtmxErrors();
-  setupUpload(); setupCharts(); setupOverlay(); setupModelChoice();
+  setupUpload(); setupCharts(); setupOverlay();
 });
 
 // Sizes computed by the server come as data attributes, applied here: the Content-Security-

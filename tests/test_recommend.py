@@ -51,3 +51,61 @@ def test_reason_is_one_sentence_with_the_numbers() -> None:
     assert "96.2%" in probed.reason and not probed.wants_probe
     assert pick().wants_probe  # a mid-sized set is where the probe can change the answer
     assert pick(probe_score=0.5).reason.endswith("room to improve).")
+
+
+SMOLLM2 = 134_515_008
+
+
+def generation(**overrides: object):
+    args = dict(
+        train_rows=5000,
+        min_per_class=5000,
+        num_classes=0,
+        model_parameters=SMOLLM2,
+        on_gpu=False,
+        task="generation",
+    )
+    args.update(overrides)
+    return recommend(**args)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"train_rows": 800}, Strategy.finetune_lora),  # few conversations, whatever else
+        (
+            {"train_rows": 800, "on_gpu": True, "model_parameters": 30_000_000},
+            Strategy.finetune_lora,
+        ),
+        ({}, Strategy.finetune_lora),  # a 135M model on a CPU
+        ({"model_parameters": 40_000_000}, Strategy.transfer_top_k),  # small model, CPU
+        ({"on_gpu": True}, Strategy.finetune_full),  # small model, many rows, GPU
+        ({"on_gpu": True, "model_parameters": 1_700_000_000}, Strategy.finetune_lora),
+        ({"model_parameters": None, "on_gpu": True}, Strategy.finetune_lora),  # a Hub id
+    ],
+)
+def test_generation_rule(overrides: dict, expected: Strategy) -> None:
+    assert generation(**overrides).strategy is expected
+
+
+def test_generation_never_probes_nor_picks_a_frozen_head() -> None:
+    cases = [
+        generation(train_rows=rows, model_parameters=size, on_gpu=gpu)
+        for rows in (10, 299, 2000, 50_000)
+        for size in (None, 1_000_000, SMOLLM2, 7_000_000_000)
+        for gpu in (False, True)
+    ]
+    assert {c.strategy for c in cases} <= {
+        Strategy.finetune_lora,
+        Strategy.finetune_full,
+        Strategy.transfer_top_k,
+    }
+    assert not any(c.wants_probe for c in cases)
+
+
+def test_generation_reasons_speak_of_conversations_and_size() -> None:
+    few = generation(train_rows=800)
+    assert "800 training conversations" in few.reason and "LoRA" in few.reason
+    assert "135M-parameter" in generation().reason and "CPU" in generation().reason
+    full = generation(on_gpu=True)
+    assert "5000 training conversations" in full.reason and "GPU" in full.reason

@@ -114,7 +114,8 @@ def choose_strategy(job, data, entry, model_path, device, reporter) -> Strategy:
         counts = Counter(t for i in data.train_idx for t in set(data.labels[i]))
     elif task == "classification":
         counts = Counter(data.labels[i] for i in data.train_idx)
-    else:  # regression: no classes; the rows are what there is to learn from
+    else:  # regression and generation: no classes; the rows (conversations) are what
+        # there is to learn from, and generation's rule never asks for a probe
         counts = Counter({0: len(data.train_idx)})
     facts = {
         "train_rows": len(data.train_idx),

@@ -43,7 +43,10 @@ class ComparisonCreate(BaseModel):
     dataset_id: int = Field(ge=1, le=2**31 - 1)
     model: str
     strategies: list[Strategy] = Field(
-        default_factory=lambda: list(CONCRETE), min_length=2, max_length=len(CONCRETE)
+        default_factory=lambda: list(CONCRETE),
+        min_length=2,
+        max_length=len(CONCRETE),
+        description="the strategies to run (default: every one the dataset's task offers)",
     )
     metric: Metric | None = Field(
         None,
@@ -67,9 +70,11 @@ class ComparisonRow(BaseModel):
     """One job in the side-by-side table."""
 
     job: JobOut
-    metric: float | None
+    metric: float | None  # the test score the comparison ranks by
+    scores: dict[str, float | None] = {}  # every test score of the task, named without test_
     wall_seconds: float | None
     examples_per_second: float | None
+    tokens_per_second: float | None = None  # text models that trained through their layers
     trainable_params: int | None
     peak_memory_bytes: int | None
 

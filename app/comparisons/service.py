@@ -15,6 +15,7 @@ from app.datasets.models import Dataset
 from app.jobs.models import Job, JobOut, JobStatus
 from app.jobs.params import resolve_params
 from app.jobs.service import InvalidJob, admit, send
+from app.jobs.strategies import offered
 from app.workers.service import queue_for
 from worker.training.tasks import get_task
 from worker.training.tasks.base import SHARES, higher_is_better
@@ -26,17 +27,22 @@ ONE_PERCENT = 1.01  # of an error in the target's units (MAE, RMSE)
 def create_comparison(
     session: Session, *, payload: ComparisonCreate, settings: Settings, owner: User
 ) -> Comparison:
+    strategies = list(payload.strategies)
+    dataset = session.get(Dataset, payload.dataset_id)
+    if "strategies" not in payload.model_fields_set and dataset is not None:
+        # Left to the default, "every strategy" means every one the task offers; named
+        # ones that do not apply are refused by admit with the reason.
+        strategies = [s for s in strategies if s in offered(dataset.task)]
     admit(
         session,
         settings,
         dataset_id=payload.dataset_id,
         model=payload.model,
-        strategies=list(payload.strategies),
+        strategies=strategies,
         params=payload.params,
         owner=owner,
     )
     params = payload.params.model_dump()
-    dataset = session.get(Dataset, payload.dataset_id)
     assert dataset is not None  # admit found it
     task = get_task(dataset.task)
     metric = payload.metric or task.headline(params).key
@@ -64,7 +70,7 @@ def create_comparison(
             queue=queue,
             params=resolve_params(params, strategy, dataset.task),
         )
-        for strategy in payload.strategies
+        for strategy in strategies
     ]
     session.add(comparison)
     session.commit()  # every job row exists before any message is sent
@@ -80,6 +86,7 @@ def list_comparisons(session: Session, user: User, *, limit: int = 50) -> list[C
 
 def judge(comparison: Comparison) -> ComparisonOut:
     key = f"test_{comparison.metric}"
+    names = [name for name, _ in get_task(comparison.dataset.task).scores]
     rows = []
     for job in comparison.jobs:
         r = job.results or {}
@@ -87,8 +94,10 @@ def judge(comparison: Comparison) -> ComparisonOut:
             ComparisonRow(
                 job=JobOut.model_validate(job),
                 metric=r.get(key),
+                scores={name: r.get(f"test_{name}") for name in names},
                 wall_seconds=r.get("wall_seconds"),
                 examples_per_second=r.get("train_examples_per_second"),
+                tokens_per_second=r.get("train_tokens_per_second"),
                 trainable_params=r.get("trainable_params"),
                 peak_memory_bytes=r.get("peak_memory_bytes"),
             )

@@ -34,6 +34,17 @@ def feature_cache_dir(settings: Settings, content_hash: str) -> Path:
     return settings.feature_cache_dir / content_hash
 
 
+def sample_answers(settings: Settings, job_id: int) -> dict[str, Any] | None:
+    """A generation job's samples.json (generation_samples.SampleBook: the sample prompts
+    with their references, the base model's answers and each epoch's), or None before
+    the base model has answered. The file is replaced whole, so a read never sees half."""
+    path = job_files.samples(job_dir(settings, job_id))
+    if not path.is_file():
+        return None
+    samples: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    return samples
+
+
 def label_mistakes(
     settings: Settings, job_id: int, *, label: str, kind: str, limit: int = 50
 ) -> list[dict[str, Any]]:

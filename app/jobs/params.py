@@ -3,7 +3,7 @@ settings (worker/training/hyperparameters.py), plus the worker's own time limit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
@@ -89,6 +89,13 @@ class FormField:
     placeholder: str
     choices: tuple[str, ...] = ()
     tasks: tuple[str, ...] | None = None  # the dataset tasks it applies to (None: all)
+    # What the empty field shows for a task whose default differs (max_length: generation)
+    task_placeholders: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def placeholders(self) -> dict[str, str]:
+        """{task: placeholder}, "" for every other task: what job_form.js swaps in."""
+        return {"": self.placeholder, **self.task_placeholders}
 
 
 def _form_field(name: str, annotation: Any, label: str, help: str, **more: Any) -> FormField:
@@ -120,6 +127,9 @@ FORM_FIELDS: tuple[FormField, ...] = (
             or format(one.default, "g" if not isinstance(one.default, str) else ""),
             choices=one.setting.choices or (),
             tasks=one.setting.tasks,
+            task_placeholders={
+                task: format(value, "g") for task, value in (one.setting.per_task or {}).items()
+            },
         )
         for one in SETTINGS
     ),

@@ -6,6 +6,10 @@ mostly memorises, so a head on frozen features is both safer and far cheaper. Wi
 thousands of examples, every layer can adapt. In between, LP-FT fine-tunes but starts from a
 trained head, so the first updates do not wreck the pretrained features. Whatever the size,
 when frozen features already score very well, fine-tuning can add little for its cost.
+
+Generation is different (`_for_generation`): there is no head to fit on frozen features, so
+the choice is how much of the language model trains, from its size, the conversations and
+the device.
 """
 
 from __future__ import annotations
@@ -24,6 +28,15 @@ LARGE_DATA = 3000
 GOOD_PROBE = 0.95  # validation macro-F1 of the frozen-features probe
 BIG_MODEL_FOR_CPU = 60_000_000
 BIG_MODEL_FOR_GPU = 300_000_000
+# Generation. Under a few thousand conversations, training every weight of a language model
+# mostly memorises them; LoRA's adapters learn the answers' form and leave the rest alone.
+MANY_CONVERSATIONS = 2000
+# On a CPU every step of a model past ~100M parameters is slow, and Adam's two moments for
+# every weight triple its memory; LoRA trains well under 1 % of them.
+LORA_ON_CPU_FROM = 100_000_000
+# Full fine-tuning holds weights, gradients and Adam's two moments: about 16 bytes a
+# parameter in fp32, so 8 GB for a 500M model, which an ordinary GPU still holds.
+FULL_ON_GPU_UP_TO = 500_000_000
 
 
 @dataclass(frozen=True)
@@ -61,6 +74,8 @@ def recommend(
     classes and passes its row count. `probe_score`: the frozen-features probe's validation
     macro-F1 (the classifications' headline; regression asks for no probe, its headline
     having no scale a threshold could be set on)."""
+    if task == "generation":
+        return _for_generation(train_rows, model_parameters, on_gpu)
     probes = task != "regression"
     if min_per_class < FEW_PER_CLASS or train_rows < SMALL_DATA:
         return Recommendation(
@@ -108,6 +123,56 @@ def recommend(
         f"{train_rows} training examples: fine-tuning should help, and starting it from a "
         f"trained probe keeps the pretrained features intact early on{probed}.",
         wants_probe=wants_probe,
+    )
+
+
+def _for_generation(conversations: int, parameters: int | None, on_gpu: bool) -> Recommendation:
+    """LoRA unless there is much to learn from and room to train more: every layer on a GPU
+    for a model that fits with its optimizer, the top layers on a CPU for a small one. Never
+    frozen features or LP-FT: a language model answers through its own output layer."""
+    if conversations < MANY_CONVERSATIONS:
+        return Recommendation(
+            Strategy.finetune_lora,
+            f"With {conversations} training conversations, LoRA's small adapters learn the "
+            "answers' form without overwriting what the model knows; training every layer "
+            "would mostly memorise them.",
+            wants_probe=False,
+        )
+    if parameters is None:  # a Hub id: its size is unknown until it is downloaded
+        return Recommendation(
+            Strategy.finetune_lora,
+            f"{conversations} training conversations on a model of unknown size: LoRA "
+            "adapts it in a fraction of the memory whatever its size turns out to be.",
+            wants_probe=False,
+        )
+    size = f"{parameters / 1e6:.0f}M-parameter"
+    if on_gpu and parameters <= FULL_ON_GPU_UP_TO:
+        return Recommendation(
+            Strategy.finetune_full,
+            f"{conversations} training conversations and a {size} model that fits a GPU "
+            "with its optimizer state (about 16 bytes a parameter): every layer can adapt.",
+            wants_probe=False,
+        )
+    if on_gpu:
+        return Recommendation(
+            Strategy.finetune_lora,
+            f"A {size} model on a GPU: LoRA adapters tune it with a fraction of the "
+            "optimizer memory that training all layers would need.",
+            wants_probe=False,
+        )
+    if parameters >= LORA_ON_CPU_FROM:
+        return Recommendation(
+            Strategy.finetune_lora,
+            f"A {size} model on a CPU: LoRA trains well under 1 % of its weights, so "
+            "each step's update and the optimizer's memory stay small.",
+            wants_probe=False,
+        )
+    return Recommendation(
+        Strategy.transfer_top_k,
+        f"{conversations} training conversations for a small ({size}) model on a CPU: "
+        "training only the top layers keeps each step affordable while the layers nearest "
+        "the answers adapt.",
+        wants_probe=False,
     )
 
 

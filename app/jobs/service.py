@@ -178,6 +178,14 @@ def metric_series(session: Session, job_id: int) -> dict[str, dict[str, list[flo
     return dict(series)
 
 
+def recorded_metrics(session: Session, job_ids: list[int]) -> set[str]:
+    """The names of the series these jobs have written points of so far."""
+    rows = session.scalars(
+        select(MetricPoint.name).where(MetricPoint.job_id.in_(job_ids)).distinct()
+    )
+    return set(rows)
+
+
 def log_tail(session: Session, job_id: int, *, limit: int = 30) -> list[JobLog]:
     rows = session.scalars(
         select(JobLog).where(JobLog.job_id == job_id).order_by(JobLog.id.desc()).limit(limit)

@@ -21,24 +21,49 @@ from app.jobs import service as jobs
 from app.jobs.models import Device, JobCreate
 from app.jobs.params import FORM_FIELDS, LABELS
 from app.jobs.recommend import recommend_for
-from app.jobs.strategies import CONCRETE, Strategy
+from app.jobs.strategies import CONCRETE, Strategy, default_strategy
 from app.web.auth import UserDep, check_csrf, current_user
 from app.web.deps import JobDep, SessionDep, SettingsDep
 from app.web.errors import DOMAIN_ERRORS, error_body
+from app.web.sample_answers import before_and_after
 from app.web.templating import render
-from worker.training.tasks import get_task
+from worker.training.tasks import TASKS, get_task
+from worker.training.tasks.base import SHARES
 
 router = APIRouter(
     include_in_schema=False, dependencies=[Depends(current_user), Depends(check_csrf)]
 )
 
 
+# What the form calls each group of models in its select (catalog.ModelEntry.modality).
+MODEL_GROUPS = {
+    "text": "Text models",
+    "image": "Image models",
+    "generation": "Language models (generation)",
+}
+
+
 def _form_context(session: Session, settings: Settings, user: User, **extra: Any) -> dict[str, Any]:
+    """The form as it first shows for the chosen dataset (the one asked for, else the
+    first): only its kind of models, its task's strategies and settings. job_form.js keeps
+    it so as the dataset changes, from the per-task maps here."""
+    ready = datasets.list_datasets(session, user, ready_only=True)
+    values = extra.get("values", {})
+    chosen = next((d for d in ready if str(d.id) == str(values.get("dataset_id"))), None)
+    chosen = chosen or (ready[0] if ready else None)
+    task = chosen.task if chosen else "classification"
     return {
-        "datasets": datasets.list_datasets(session, user, ready_only=True),
+        "datasets": ready,
+        "kinds": {d.id: catalog.model_kind(d.modality, d.task) for d in ready},
+        "chosen_task": task,
+        "chosen_kind": catalog.model_kind(chosen.modality, task) if chosen else None,
         "models": catalog.list_models(settings),
+        "model_groups": MODEL_GROUPS,
         "strategies": list(Strategy),
         "concrete": CONCRETE,
+        # {task: {strategy: why it does not apply}} and {task: the preselected strategy}
+        "not_offered": {name: t.not_offered for name, t in TASKS.items() if t.not_offered},
+        "default_strategies": {name: default_strategy(name).value for name in TASKS},
         "devices": list(Device),
         "form_fields": FORM_FIELDS,
         "values": {},
@@ -75,7 +100,8 @@ def recommendation(
     choice, note = None, None
     if dataset is not None and device in Device.__members__:
         try:
-            entry = catalog.resolve(model, settings, modality=dataset.modality)
+            kind = catalog.model_kind(dataset.modality, dataset.task)
+            entry = catalog.resolve(model, settings, modality=kind)
             choice = recommend_for(dataset, entry, Device(device))
             if entry.lora_unavailable:
                 note = f"LoRA is not available for {entry.title}: {entry.lora_unavailable}."
@@ -160,19 +186,39 @@ def job_list(request: Request, session: SessionDep, user: UserDep) -> Response:
     return render(request, "jobs/list.html", {"jobs": jobs.list_jobs(session, user, limit=200)})
 
 
+def curve_charts(curves: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """The task's validation curves as charts: shares (accuracy, F1, ROUGE-L) share one,
+    the rest (errors, perplexity) another, so a perplexity in the thousands does not
+    flatten a ROUGE-L below one."""
+    groups: dict[bool, list[list[str]]] = {}
+    for key, label in curves:
+        groups.setdefault(key in SHARES, []).append([f"val_{key}", label])
+    charts = []
+    for n, series in enumerate(groups.values()):
+        title = f"Validation {series[0][1]}" if len(groups) > 1 else "Validation quality"
+        charts.append(
+            {"key": "quality" if n == 0 else f"quality-{n}", "title": title, "series": series}
+        )
+    return charts
+
+
 def _job_context(session: Session, job: Any, settings: Settings) -> dict[str, Any]:
     task = get_task(job.dataset.task)
-    return {
+    context = {
         "job": job,
         "task": task,
         "headline": task.headline(job.params),
-        "curves": [[f"val_{key}", label] for key, label in task.curves(job.params)],
+        "curve_charts": curve_charts(task.curves(job.params)),
         "result_figures": [(f"test_{key}", f"test {label}") for key, label in task.scores],
+        "shares": SHARES,
         "logs": jobs.log_tail(session, job.id),
         "overfitting": overfitting.detect(jobs.metric_series(session, job.id)),
         "sentence_export": job.export_ready
         and artifacts.is_sentence_transformers(settings, job.id),
     }
+    if task.name == "generation":
+        context["panel"] = before_and_after(artifacts.sample_answers(settings, job.id))
+    return context
 
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
