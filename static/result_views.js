@@ -1,8 +1,9 @@
 // Result views of the tasks other than classification (templates/jobs/results/): a
 // regression's predicted-vs-true scatter and residual histogram, a multi-label job's F1 by
-// threshold for one label. Their data come as JSON in data-view attributes (the
-// Content-Security-Policy admits no inline scripts); drawn on load and after htmx swaps in
-// the finished job's results.
+// threshold for one label; and the dataset page's histograms (a regression's target, a
+// generation dataset's tokens per conversation). Their data come as JSON in data-view
+// attributes (the Content-Security-Policy admits no inline scripts); drawn on load and after
+// htmx swaps in the finished job's results.
 "use strict";
 
 const VIEW_WIDTH = (el) => Math.max(280, Math.min(el.clientWidth - 16, 560));
@@ -72,6 +73,7 @@ function drawResultViews(root) {
     if (el.dataset.view === "scatter") scatterView(el, data);
     else if (el.dataset.view === "residuals") histogramView(el, data, "Residuals: predicted − true (test set)", "residual");
     else if (el.dataset.view === "target") histogramView(el, data, "Target values", "target");
+    else if (el.dataset.view === "tokens") histogramView(el, data, "Tokens per conversation", "tokens");
     else if (el.dataset.view === "thresholds") thresholdView(el, data, JSON.parse(el.dataset.chosen));
   });
 }

@@ -147,7 +147,9 @@ def test_repeated_conversations_are_a_warning_with_lines() -> None:
     f = read_chat_jsonl(jsonl(one, two, one, two, one))
     assert f.errors == [] and len(f.chats) == 5
     duplicates = only(f.warnings, "duplicates")
-    assert duplicates.lines == [3, 4, 5] and "3 rows repeat" in duplicates.message
+    assert duplicates.lines == [3, 4, 5] and "3 rows repeat earlier" in duplicates.message
+    single = read_chat_jsonl(jsonl(one, one)).warnings[0].message
+    assert single.startswith("1 row repeats earlier conversations exactly (line 2)")
 
 
 def test_prompt_and_response_cells_skip_empty_rows_by_line() -> None:
@@ -201,9 +203,10 @@ def test_token_length_report_suggests_the_95th_percentile_rounded_up() -> None:
     assert report["suggested_truncated"] == 5  # 97, 98, 99, 100 and 3000
     assert report["truncated"] == {"128": 1, "256": 1, "512": 1, "1024": 1, "2048": 1}
     histogram = report["histogram"]
-    assert histogram["edges"][0] == 0 and histogram["edges"][-1] >= 3000
+    assert histogram["edges"][0] == 1 and histogram["edges"][-1] > 3000
     assert len(histogram["counts"]) == 20 and sum(histogram["counts"]) == 101
-    assert histogram["counts"][-1] == 1  # the 3000 alone in the last bin
+    assert histogram["counts"][0] == 100 and histogram["counts"][-1] == 1  # 3000 on its own
+    assert token_length_report([7, 7])["histogram"]["counts"][0] == 2
     assert token_length_report([]) == {}
     assert token_length_report([5])["suggested_max_length"] == 32
     assert token_length_report([9000] * 3)["suggested_max_length"] == 4096

@@ -27,6 +27,8 @@ from app.accounts.quotas import check_storage
 from app.config import Settings
 from app.datasets import service
 from app.datasets.archives import ArchiveError
+from app.datasets.chat_datasets import NAME as GENERATION
+from app.datasets.chat_datasets import asked_task, examine_generation, is_chat_upload, is_generation
 from app.datasets.folders import dataset_folder, part_paths, stored_name
 from app.datasets.image_datasets import drop_archives, examine_images, is_image_archive
 from app.datasets.models import Dataset, DatasetStatus, Modality
@@ -71,6 +73,9 @@ def accept_upload(
     task: str | None = None,
     label_separator: str | None = None,
     label_columns: list[str] | None = None,
+    prompt_column: str | None = None,
+    response_column: str | None = None,
+    system_prompt: str | None = None,
     owner: User,
 ) -> Dataset:
     """Keep stored uploads as a dataset to be checked, and send it to a checker. Only what
@@ -79,31 +84,37 @@ def accept_upload(
     uploads = {p: u for p, u in (("train", train), ("validation", validation), ("test", test))}
     parts = {part: upload for part, upload in uploads.items() if upload is not None}
     check_storage(session, settings, owner, sum(u.size for u in parts.values()))
+    task = asked_task(task, prompt_column, response_column)
     check_task(task, label_separator)
     images = is_image_archive(train)
-    tagged_parts: set[str] = set()
     if images and not all(is_image_archive(u) for u in parts.values()):
         raise ParseError(
             "the training file is a ZIP of images but a validation or test file is not; "
             "upload class-folder ZIPs for every part"
         )
     formats: dict[str, str] = {}
+    kinds: dict[str, str] = {}  # table, entity-tagging or chat: the same for every part
     for part, upload in parts.items():
         with upload.path.open("rb") as f:
             head = f.read(4096)
-        tagged = None if images else is_tagged_upload(upload.original_filename, head, task)
-        if part != "train" and (tagged is None) != ("train" not in tagged_parts):
+        chat = not images and is_chat_upload(head, task)
+        tagged = None if images or chat else is_tagged_upload(upload.original_filename, head, task)
+        kinds[part] = "a chat" if chat else "an entity-tagging" if tagged else "a table"
+        if kinds[part] != kinds["train"]:
             raise ParseError(
-                f"the training file is {'an entity-tagging' if tagged_parts else 'a table'} "
-                f"file but the {part} file is not; upload the same kind for every part"
+                f"the training file is {kinds['train']} file but the {part} file is not; "
+                "upload the same kind for every part"
             )
-        if tagged is not None:
-            tagged_parts.add(part)
-        formats[part] = (
-            "zip" if images else tagged or detect_format(upload.original_filename, head).value
-        )
-    if tagged_parts:
+        if images:
+            formats[part] = "zip"
+        elif chat:
+            formats[part] = "jsonl"
+        else:
+            formats[part] = tagged or detect_format(upload.original_filename, head).value
+    if kinds["train"] == "an entity-tagging":
         task = TAGGING
+    elif kinds["train"] == "a chat":
+        task, prompt_column, response_column = GENERATION, None, None  # no columns to choose
     dataset = Dataset(
         owner_id=owner.id,
         name=(name or train.original_filename).strip()[:200] or "dataset",
@@ -115,12 +126,13 @@ def accept_upload(
         content_hash=hashlib.sha256("".join(u.sha256 for u in parts.values()).encode()).hexdigest(),
         # What the upload asked for ("": detect); the check replaces them with its choice.
         columns=[],
-        text_column=text_column or "",
+        text_column=prompt_column or text_column or "",
         text_pair_column=text_pair_column or None,
-        label_column=label_column or "",
+        label_column=response_column or label_column or "",
         task=task or "",  # "": detect
         label_separator=label_separator,
         label_columns=label_columns or None,
+        system_prompt=(system_prompt or "").strip() or None,
         num_rows=0,
         label_names=[],
         report={},
@@ -193,8 +205,21 @@ def check_dataset(session: Session, *, settings: Settings, dataset_id: int) -> D
     try:
         sizes = {part: path.stat().st_size for part, path in paths.items()}
         progress = _Progress(session, dataset, sizes)
+        asked = bool(dataset.text_column or dataset.label_column or dataset.label_columns)
         if dataset.task == TAGGING:
             fields = examine_tagged(paths)
+        elif dataset.modality == Modality.text and is_generation(
+            dataset.task, asked, paths["train"]
+        ):
+            fields = examine_generation(
+                paths,
+                settings=settings,
+                prompt_column=dataset.text_column or None,
+                response_column=dataset.label_column or None,
+                system_prompt=dataset.system_prompt,
+                row_cap=settings.max_dataset_rows,
+                on_progress=progress,
+            )
         elif dataset.modality == Modality.image:
             fields = examine_images(
                 folder,

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from app.accounts.models import User
 from app.accounts.ownership import owned, visible
 from app.config import Settings
+from app.datasets import chat_datasets
 from app.datasets.columns import ColumnChoice, resolve_columns
 from app.datasets.folders import part_paths
 from app.datasets.models import Dataset, DatasetStatus, Modality
@@ -137,9 +138,12 @@ def change_columns(
     task: str | None = None,
     label_separator: str | None = None,
     label_columns: list[str] | None = None,
+    system_prompt: str | None = None,
 ) -> Dataset:
     """Re-validate with another column or task choice (task None: keep the dataset's, and
-    its separator unless one is given); the old choice stays if the new one fails."""
+    its separator unless one is given); the old choice stays if the new one fails.
+    Generation (text: the prompt column, label: the response column) is checked here and
+    then again by a worker, which counts its tokens (chat_datasets.change_generation)."""
     if not dataset.ready:
         raise ParseError(f"dataset {dataset.id} is {dataset.status.value}: no columns to choose")
     if dataset.modality == Modality.image:
@@ -147,6 +151,20 @@ def change_columns(
     if dataset.task == "token_classification":
         raise ParseError(
             "an entity-tagging dataset has no columns to choose: every word carries its tag"
+        )
+    if (task or dataset.task) == chat_datasets.NAME:
+        return chat_datasets.change_generation(
+            session,
+            dataset,
+            settings=settings,
+            prompt=text,
+            response=label,
+            system_prompt=system_prompt,
+        )
+    if chat_datasets.chat_form(dataset):
+        raise ParseError(
+            "a chat file holds conversations, which only the generation task reads; "
+            "upload a table to train another task"
         )
     tables = read_parts(dataset, settings)
     choice = resolve_columns(
@@ -163,6 +181,7 @@ def change_columns(
     dataset.task = choice.task
     dataset.label_separator = choice.separator
     dataset.label_columns = list(choice.indicators) if choice.indicators else None
+    dataset.system_prompt = None  # generation's only
     dataset.num_rows = report.num_rows
     dataset.label_names = report.labels["names"]
     dataset.report = summary

@@ -26,6 +26,7 @@ TASK_NAMES = {
     "classification": "one class per row",
     "multi_label": "several labels per row",
     "regression": "a number per row",
+    "generation": "a response per prompt",  # chat_datasets.py; no label cells to read
 }
 
 

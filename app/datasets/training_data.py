@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from app.config import Settings
-from app.datasets import tagged_datasets
+from app.datasets import chat_datasets, tagged_datasets
 from app.datasets.columns import ColumnChoice
 from app.datasets.folders import dataset_folder, part_paths
 from app.datasets.image_datasets import read_manifest
@@ -28,10 +28,13 @@ TEST_FRACTION = 0.1
 @dataclass
 class TrainingData:
     # Text datasets: the texts. Image datasets: image paths relative to `image_root`.
-    # Entity tagging: each sentence's words.
+    # Entity tagging: each sentence's words. Generation: conversations, the system prompt
+    # applied.
     texts: list[Any]
     text_pairs: list[str] | None
-    labels: list[Any]  # as the task reads them: class ids, lists of label ids, numbers
+    # As the task reads them: class ids, lists of label ids, numbers; generation: each
+    # conversation's last assistant turn (the reference answer).
+    labels: list[Any]
     label_names: list[str]
     train_idx: list[int]
     validation_idx: list[int]
@@ -79,10 +82,20 @@ def _tagged_parts(dataset: Dataset, settings: Settings) -> dict[str, _Part]:
     }
 
 
+def _chat_parts(dataset: Dataset, settings: Settings) -> dict[str, _Part]:
+    """Generation: each conversation as the input, its last answer as the label."""
+    return {
+        name: _Part(conversations, None, [c[-1]["content"] for c in conversations])
+        for name, conversations in chat_datasets.training_conversations(dataset, settings).items()
+    }
+
+
 def load_training_data(dataset: Dataset, settings: Settings, *, seed: int) -> TrainingData:
     image = dataset.modality == Modality.image
     if dataset.task == tagged_datasets.NAME:
         parts = _tagged_parts(dataset, settings)
+    elif dataset.task == chat_datasets.NAME:
+        parts = _chat_parts(dataset, settings)
     else:
         parts = _image_parts(dataset, settings) if image else _text_parts(dataset, settings)
     train = parts["train"]

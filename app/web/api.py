@@ -80,6 +80,10 @@ def image_thumbnail(
 def change_columns(
     dataset: DatasetDep, body: ColumnsUpdate, session: SessionDep, settings: SettingsDep
 ) -> DatasetOut:
+    """Another column or task choice, checked at once: a wrong one is a 422 and the previous
+    choice stays. Generation: text_column is the prompt column, label_column the response
+    column (a chat file: "messages" and ""), and system_prompt may change too; it comes
+    back `checking` while a worker counts its tokens again (GET it until `ready`)."""
     datasets.change_columns(
         session,
         dataset,
@@ -90,6 +94,7 @@ def change_columns(
         task=body.task,
         label_separator=body.label_separator,
         label_columns=body.label_columns,
+        system_prompt=body.system_prompt,
     )
     return DatasetOut.model_validate(dataset)
 

@@ -13,6 +13,7 @@ from app.accounts.models import User
 from app.config import Settings
 from app.datasets import samples
 from app.datasets import service as datasets
+from app.datasets.models import DatasetStatus
 from app.datasets.parsing import ParseError
 from app.datasets.task_labels import TASK_NAMES
 from app.datasets.validation import DatasetInvalid
@@ -103,14 +104,16 @@ def dataset_columns(
     session: SessionDep,
     settings: SettingsDep,
     text_column: Annotated[str, Form()],
-    label_column: Annotated[str, Form()],
+    label_column: Annotated[str, Form()] = "",  # a chat file has none (FastAPI drops "")
     text_pair_column: Annotated[str, Form()] = "",
     task: Annotated[str, Form()] = "",
     label_separator: Annotated[str, Form()] = "",
     label_columns: Annotated[list[str] | None, Form()] = None,
+    system_prompt: Annotated[str | None, Form()] = None,
 ) -> Response:
     """The column and task choice; "" keeps the task, or for the separator detects one (a
-    multi-label file of JSON-list cells has none)."""
+    multi-label file of JSON-list cells has none). A generation choice is checked again by
+    a worker (its tokens are counted there): the whole page reloads to follow it."""
     try:
         datasets.change_columns(
             session,
@@ -122,6 +125,7 @@ def dataset_columns(
             task=task or None,
             label_separator=label_separator or None,
             label_columns=[c for c in label_columns or [] if c] or None,
+            system_prompt=system_prompt,
         )
     except (ParseError, DatasetInvalid) as exc:
         session.refresh(dataset)
@@ -132,4 +136,6 @@ def dataset_columns(
             status=422,
             block="summary",
         )
+    if dataset.status == DatasetStatus.checking:
+        return Response(headers={"HX-Refresh": "true"})
     return render(request, "datasets/detail.html", _dataset_context(dataset), block="summary")

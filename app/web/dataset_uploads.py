@@ -57,7 +57,10 @@ async def upload_dataset(
     user: UserDep,
     file: Annotated[
         UploadFile,
-        File(description="CSV, TSV, JSONL or Parquet; or a ZIP of image class folders"),
+        File(
+            description="CSV, TSV, JSONL or Parquet; a ZIP of image class folders; a CoNLL "
+            "or JSONL file of tagged words; or a chat JSONL file of conversations"
+        ),
     ],
     validation_file: Annotated[UploadFile | None, File()] = None,
     test_file: Annotated[UploadFile | None, File()] = None,
@@ -68,8 +71,9 @@ async def upload_dataset(
     task: Annotated[
         str | None,
         Form(
-            description="classification, multi_label or regression (detected from the "
-            "label column when absent)"
+            description="classification, multi_label, regression or generation (detected "
+            "from the label column when absent; generation from a chat JSONL file or a "
+            "prompt/response column pair)"
         ),
     ] = None,
     label_separator: Annotated[
@@ -81,6 +85,26 @@ async def upload_dataset(
         Form(
             description="multi_label as one 0/1 column per label: those columns, "
             "comma-separated (detected when the file has such columns and no label column)"
+        ),
+    ] = None,
+    prompt_column: Annotated[
+        str | None,
+        Form(
+            description="generation: the column of prompts (detected when absent from "
+            "prompt/response, instruction/output, question/answer, input/output or "
+            "prompt/completion; naming it names the task). A chat JSONL file, one "
+            '{"messages": [{"role", "content"}, …]} per line, has no columns to name'
+        ),
+    ] = None,
+    response_column: Annotated[
+        str | None,
+        Form(description="generation: the column of responses the model learns to write"),
+    ] = None,
+    system_prompt: Annotated[
+        str | None,
+        Form(
+            description="generation: a system prompt put first in every conversation "
+            "that has none of its own"
         ),
     ] = None,
     wait: Wait = 0,
@@ -119,6 +143,9 @@ async def upload_dataset(
                 label_columns=[c.strip() for c in label_columns.split(",") if c.strip()]
                 if label_columns
                 else None,
+                prompt_column=prompt_column or None,
+                response_column=response_column or None,
+                system_prompt=system_prompt or None,
                 owner=user,
             )
         finally:

@@ -67,9 +67,12 @@ def percent(x: float | None) -> str:
 
 
 def label_summary(dataset: Any) -> str:
-    """What a dataset's labels are, in a few words: "4 classes", "12 labels", "predicts price"."""
+    """What a dataset's labels are, in a few words: "4 classes", "12 labels", "predicts price",
+    "writes response"."""
     if dataset.task == "regression":
         return f"predicts {dataset.label_column}"
+    if dataset.task == "generation":  # app/datasets/chat_datasets.py
+        return f"writes {dataset.label_column}" if dataset.label_column else "chat conversations"
     noun = "labels" if dataset.task == "multi_label" else "classes"
     return f"{len(dataset.label_names)} {noun}"
 

