@@ -43,7 +43,9 @@ def run_worker(*, queues: str, concurrency: int) -> None:
             f"the {INGEST_QUEUE!r} queue needs a worker of its own (an upload's check must "
             f"never wait behind a job); start one with `tuneboard worker --queues {INGEST_QUEUE}`"
         )
-    if names != {INGEST_QUEUE}:  # a checker reads files: it never needs torch
+    # A checker reads files; only a generation upload's token count imports transformers
+    # (and torch), on its first use, so checkers of other data never pay for them.
+    if names != {INGEST_QUEUE}:
         # The first optimizer a process makes imports torch._dynamo (1.2 s, 800 modules):
         # paid here once rather than inside every job's training time.
         import torch._dynamo  # noqa: F401
