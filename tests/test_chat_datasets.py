@@ -177,6 +177,8 @@ def test_bad_rows_are_refused_by_line_and_nothing_is_kept(client: TestClient) ->
     response = upload(client, "empty.csv", empty, name="bad-table")
     assert errors(response) == {"no_usable_rows": []}
     assert "response" in response.json()["detail"]
+    named = upload(client, "chats.jsonl", chat_jsonl(CHATS[:5]), task="regression")
+    assert named.status_code == 422 and "only the generation task" in named.json()["detail"]
     assert not names(client) & {"bad-chats", "bad-table"}
 
 

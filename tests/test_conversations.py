@@ -60,6 +60,8 @@ def test_a_chat_file_reads_with_its_lines_and_only_role_and_content() -> None:
     assert looks_chat(data) and looks_chat(b"\xef\xbb\xbf" + data)
     assert not looks_chat(jsonl({"prompt": "a", "response": "b"}))
     assert not looks_chat(b"text,label\nmessages,x\n")
+    assert not looks_chat(jsonl({"messages": "hi there", "label": "greeting"}))
+    assert looks_chat(b'{"id": 1, "messages" : [{"role": "user", "content": "a"}, {"role"')
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import statistics
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from worker.training.tasks.tagged_text import Problem, group_issues
 
 Conversation = list[dict[str, str]]  # {"role": system | user | assistant, "content": …}
 ROLES = ("system", "user", "assistant")
+MESSAGES_LIST = re.compile(r'"messages"\s*:\s*\[')
 MAX_LINES = 20  # line numbers kept per problem: enough to find the pattern
 PROGRESS_EVERY = 10_000  # rows between two progress reports
 FORMAT_HELP = (
@@ -60,9 +62,10 @@ class ChatFile:
 
 
 def looks_chat(head: bytes) -> bool:
-    """Whether an upload's first bytes are chat JSONL: a first record with "messages"."""
+    """Whether an upload's first bytes are chat JSONL: a first record whose "messages" is a
+    list (a table may well have a column of messages, each a text)."""
     text = head.decode("utf-8-sig", errors="replace").lstrip()
-    return text.startswith("{") and '"messages"' in text.split("\n", 1)[0]
+    return text.startswith("{") and bool(MESSAGES_LIST.search(text.split("\n", 1)[0]))
 
 
 def conversation_problem(messages: Any) -> tuple[str, str] | None:
