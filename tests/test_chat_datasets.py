@@ -124,20 +124,24 @@ def test_a_chat_file_is_generation_with_its_token_lengths(client: TestClient) ->
     [
         ("alpaca.csv", ("Instruction", "Output", "id"), ","),
         ("qa.tsv", ("question", "ANSWER"), "\t"),
-        ("completions.csv", ("prompt", "completion"), ","),
+        ("completions.jsonl", ("prompt", "completion"), None),  # a JSONL table: line 4
     ],
 )
 def test_prompt_and_response_columns_are_detected(
-    client: TestClient, filename: str, header: tuple[str, ...], delimiter: str
+    client: TestClient, filename: str, header: tuple[str, ...], delimiter: str | None
 ) -> None:
     rows = [(p, r, i)[: len(header)] for i, (p, r) in enumerate(pairs())]
-    rows[3] = (rows[3][0], "", *rows[3][2:])  # line 5: no response
-    body = created(upload(client, filename, table(header, rows, delimiter)))
+    rows[3] = (rows[3][0], "", *rows[3][2:])  # line 5 of a table (4 of JSONL): no response
+    if delimiter is None:
+        content = "".join(json.dumps(dict(zip(header, r, strict=True))) + "\n" for r in rows)
+        body = created(upload(client, filename, content.encode()))
+    else:
+        body = created(upload(client, filename, table(header, rows, delimiter)))
     assert body["task"] == "generation"
     assert (body["text_column"], body["label_column"]) == header[:2]
     assert body["num_rows"] == 39 and body["report"]["parts"] == {"train": 39}
     warnings = {w["code"]: w["lines"] for w in body["report"]["warnings"]}
-    assert warnings["missing_responses"] == [5]
+    assert warnings["missing_responses"] == [5 if delimiter else 4]
     assert body["preview"][0]["messages"][1] == {"role": "assistant", "content": pairs()[0][1]}
     assert body["report"]["token_lengths"]["rows"] == 39
 
