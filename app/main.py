@@ -23,6 +23,7 @@ from app.web import (
     dataset_uploads,
     deletion_routes,
     errors,
+    generation_api,
     home_page,
     job_pages,
     playground_pages,
@@ -93,6 +94,7 @@ def create_app() -> FastAPI:
     app.include_router(api.router)
     app.include_router(dataset_uploads.router)
     app.include_router(predictions_api.router)
+    app.include_router(generation_api.router)
     app.include_router(auth_api.router)
     app.include_router(deletion_routes.router)
     app.include_router(sample_answers.api)

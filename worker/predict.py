@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,30 +34,36 @@ LOADED_MODELS = 3  # models kept in memory, least recently used dropped first
 _loaded: OrderedDict[tuple[int, int], Any] = OrderedDict()
 
 
-def _predictor(job_id: int) -> Any:
-    """The job's exported model, loaded once (keyed by the export's mtime, so a re-trained
-    job is never answered by stale weights)."""
-    from worker.training.predictor import load_predictor
-
+def _loaded_model(job_id: int, load: Callable[[Path], Any]) -> Any:
+    """The job's exported model as `load` makes it (a Predictor, or a Generator for
+    generation jobs), loaded once (keyed by the export's mtime, so a re-trained job is never
+    answered by stale weights)."""
     model_dir = job_files.exported_model(job_dir(get_settings(), job_id))
     key = (job_id, (model_dir / "config.json").stat().st_mtime_ns)
     if key in _loaded:
         _loaded.move_to_end(key)
         return _loaded[key]
     log.info("loading the model of job %s", job_id)
-    predictor = load_predictor(model_dir)
-    _loaded[key] = predictor
+    model = load(model_dir)
+    _loaded[key] = model
     while len(_loaded) > LOADED_MODELS:
         _loaded.popitem(last=False)
-    return predictor
+    return model
 
 
 def _answer(prediction: Prediction, where: Path) -> dict[str, Any]:
     from worker.predict_images import read_image
+    from worker.training.predictor import load_predictor
 
-    predictor = _predictor(prediction.job_id)
     request_file = where / predictions.REQUEST
     request = json.loads(request_file.read_text()) if request_file.is_file() else {}
+    if request.get("task") == "generation":
+        from worker import predict_generation
+        from worker.training.generator import load_generator
+
+        generator = _loaded_model(prediction.job_id, load_generator)
+        return predict_generation.answer(prediction, where, request, generator)
+    predictor = _loaded_model(prediction.job_id, load_predictor)
     if prediction.kind == PredictionKind.text:
         pairs = [request["text_pair"]] if request.get("text_pair") is not None else None
         outputs = predictor.texts([request["text"]], pairs)[0]

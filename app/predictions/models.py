@@ -1,5 +1,6 @@
-"""What a Prediction is: one playground question (a text or an image) or one batch file put
-to a finished job's exported model, answered by a worker on the `predict` queue."""
+"""What a Prediction is: one playground question (a text, an image or a conversation) or one
+batch file put to a finished job's exported model, answered by a worker on the `predict`
+queue."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ class PredictionKind(StrEnum):
     text = "text"  # one text (and its pair) typed in the playground
     image = "image"  # one image dropped in the playground
     batch = "batch"  # a file of texts or a ZIP of images → a CSV of predictions
+    chat = "chat"  # a conversation a generation job's model answers, streamed into `result`
 
 
 class Prediction(Base):
@@ -41,6 +43,7 @@ class Prediction(Base):
     status: Mapped[str] = mapped_column(String(16), default=PredictionStatus.queued)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     # single: {"probabilities": {label: p}} highest first; batch: {"rows": n, "skipped": n}
+    # chat: {"text", "done"} rewritten as the answer grows, then "tokens", "finish_reason"
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
 

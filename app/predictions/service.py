@@ -42,7 +42,27 @@ def folder(settings: Settings, prediction_id: int) -> Path:
     return settings.data_dir / "predictions" / str(int(prediction_id))
 
 
-def _ready(job: Job) -> None:
+def is_generation(job: Job) -> bool:
+    """Whether the job's model writes answers (a causal language model) rather than
+    classifying, tagging or scoring what it reads."""
+    return job.dataset.task == "generation"
+
+
+def check_ready(job: Job, *, generation: bool = False) -> None:
+    """The job's model can be asked this kind of question: it is a generation job exactly
+    when `generation` (422 otherwise), and it has succeeded with an export (409)."""
+    if is_generation(job) and not generation:
+        raise PredictionRefused(
+            f"job {job.id}'s model writes answers: ask it with POST /api/v1/jobs/{job.id}/"
+            'generate and JSON {"prompt": "..."} or {"messages": [...]}, or in the chat on '
+            "its page"
+        )
+    if generation and not is_generation(job):
+        raise PredictionRefused(
+            f"job {job.id} was trained for {job.dataset.task.replace('_', ' ')}, not "
+            f"generation: ask it with POST /api/v1/jobs/{job.id}/predict (form field 'text' "
+            "or 'image'); generate needs a job trained on prompts and responses"
+        )
     if job.status != JobStatus.succeeded or not job.export_ready:
         raise JobConflict(
             f"job {job.id} has no trained model to ask yet (it is {job.status.value}); "
@@ -50,7 +70,7 @@ def _ready(job: Job) -> None:
         )
 
 
-def _create(
+def create(
     session: Session,
     settings: Settings,
     job: Job,
@@ -82,7 +102,7 @@ def _create(
 def ask_text(
     session: Session, settings: Settings, job: Job, text: str, text_pair: str | None = None
 ) -> Prediction:
-    _ready(job)
+    check_ready(job)
     if job.dataset.modality != Modality.text:
         raise PredictionRefused("this model classifies images; drop an image instead")
     if not text.strip():
@@ -95,7 +115,7 @@ def ask_text(
     if needs_pair and not (text_pair or "").strip():
         raise PredictionRefused("this model reads text pairs; fill in the second text too")
     request = {"text": text, "text_pair": text_pair if needs_pair else None}
-    return _create(
+    return create(
         session,
         settings,
         job,
@@ -106,14 +126,14 @@ def ask_text(
 
 
 def ask_image(session: Session, settings: Settings, job: Job, upload: StoredUpload) -> Prediction:
-    _ready(job)
+    check_ready(job)
     if job.dataset.modality != Modality.image:
         raise PredictionRefused("this model classifies text; type a text instead")
     try:
         inspect_image(upload.path, settings.max_image_pixels)
     except ImageRejected as exc:
         raise PredictionRefused(f"{upload.original_filename}: {exc}") from exc
-    return _create(
+    return create(
         session,
         settings,
         job,
@@ -126,7 +146,7 @@ def ask_image(session: Session, settings: Settings, job: Job, upload: StoredUplo
 def ask_batch(session: Session, settings: Settings, job: Job, upload: StoredUpload) -> Prediction:
     """A ZIP of images (image models) or a table with the dataset's text column (text
     models); the worker writes predictions.csv."""
-    _ready(job)
+    check_ready(job)
     if job.dataset.modality == Modality.image:
         return _image_batch(session, settings, job, upload)
     return _text_batch(session, settings, job, upload)
@@ -146,7 +166,7 @@ def _image_batch(
             raise PredictionRefused(f"the ZIP holds over {MAX_BATCH_ROWS:,} files; split it")
         (target / REQUEST).write_text(json.dumps({"files": files}))
 
-    return _create(session, settings, job, PredictionKind.batch, upload.original_filename, write)
+    return create(session, settings, job, PredictionKind.batch, upload.original_filename, write)
 
 
 def _text_batch(session: Session, settings: Settings, job: Job, upload: StoredUpload) -> Prediction:
@@ -179,7 +199,7 @@ def _text_batch(session: Session, settings: Settings, job: Job, upload: StoredUp
         shutil.move(upload.path, target / "input")
         (target / REQUEST).write_text(json.dumps(request))
 
-    return _create(session, settings, job, PredictionKind.batch, upload.original_filename, write)
+    return create(session, settings, job, PredictionKind.batch, upload.original_filename, write)
 
 
 def wait(sessions: sessionmaker[Session], prediction_id: int, *, timeout: float) -> Prediction:
