@@ -117,6 +117,13 @@ function alignSeries(series, names) {
   return [x, ...ys];
 }
 
+function fitLabels(u, values) {
+  // A y axis as wide as its longest tick label ("41,000" for an early perplexity), so none
+  // is cut off at the left; uPlot's default width fits about four digits.
+  const longest = Math.max(0, ...(values || []).map((v) => String(v).length));
+  return Math.max(50, 20 + 7 * longest);
+}
+
 // Epoch ticks fall on whole epochs only.
 const EPOCH_STEPS = [1, 2, 5, 10, 20, 50, 100];
 
@@ -202,7 +209,7 @@ function setupCharts() {
         scales: { x: { time: false } },
         axes: [path
           ? { label: "L2 strength of the head (strong → weak)", incrs: EPOCH_STEPS, values: l2Ticks(() => path) }
-          : { label: "epoch", incrs: EPOCH_STEPS }, {}],
+          : { label: "epoch", incrs: EPOCH_STEPS }, { size: fitLabels }],
         plugins: [epochMarkers(() => marks)],
         legend: { live: false },
         series: [{ label: path ? "L2 strength" : "epoch" }].concat(spec.series.map((s) => ({
@@ -267,7 +274,7 @@ function setupOverlay() {
     const name = choice ? choice.selectedOptions[0].textContent : "macro-F1";
     plot = new uPlot({
       width: Math.max(300, Math.min(box.clientWidth - 16, 1000)), height: 320,
-      scales: { x: { time: false } }, axes: [{ label: "epoch", incrs: EPOCH_STEPS }, { label: name }],
+      scales: { x: { time: false } }, axes: [{ label: "epoch", incrs: EPOCH_STEPS }, { label: name, size: fitLabels }],
       plugins: [epochMarkers(() => [])],
       legend: { live: false },
       series: [{ label: "epoch" }].concat(labels.map((l, i) => ({
