@@ -121,7 +121,7 @@ def test_models_must_read_what_the_dataset_holds(
     body = {"dataset_id": images["id"], "model": tiny_model_id, "strategy": "transfer_frozen"}
     response = client.post("/api/v1/jobs", json=body)
     assert response.status_code == 422
-    assert "reads text but this dataset holds images" in response.json()["detail"]
+    assert "is a text encoder but this dataset needs an image model" in response.json()["detail"]
     assert "efficientnet-lite0" in response.json()["detail"]
     form = client.get(f"/jobs/new?dataset_id={images['id']}").text
     assert 'data-modality="image"' in form and "Image models" in form

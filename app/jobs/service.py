@@ -74,9 +74,10 @@ def admit(
         if strategy.value in task.not_offered:
             reason = task.not_offered[strategy.value]
             raise InvalidJob(f"{strategy.value} does not apply to {task.name}: {reason}")
-    if task.name != "generation" and (params.max_length or 0) > ENCODER_MAX_LENGTH:
+    max_length = getattr(params, "max_length", None) or 0  # a field made from the table
+    if task.name != "generation" and max_length > ENCODER_MAX_LENGTH:
         raise InvalidJob(
-            f"max_length is {params.max_length} but encoders read at most {ENCODER_MAX_LENGTH} "
+            f"max_length is {max_length} but encoders read at most {ENCODER_MAX_LENGTH} "
             "tokens; longer maximum lengths are for generation"
         )
     entry = catalog.resolve(

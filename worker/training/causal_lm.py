@@ -67,7 +67,7 @@ class CausalLM:
             # Recompute each block's activations in backward rather than keep them: about a
             # third more compute for memory that no longer grows with the layers.
             _checkpointing(model, on=True)
-        model.to(device)
+        model.to(device)  # type: ignore[arg-type]
         return cls(spec, tokenizer, model, device)
 
     @property
@@ -145,7 +145,7 @@ class CausalLM:
             for name in FINAL_NORMS
             if isinstance(getattr(decoder, name, None), nn.Module)
         )
-        out = [(f"{path}.{i}",) for i in range(len(layers))]
+        out: list[tuple[str, ...]] = [(f"{path}.{i}",) for i in range(len(layers))]
         out[-1] = out[-1] + norms
         return out
 
@@ -165,14 +165,15 @@ class CausalLM:
         """A transformers folder: weights, tokenizer with its chat template, and a generation
         config that decodes greedily and stops at the chat's end marker, so a plain
         `pipeline("text-generation")` answers as the playground does."""
-        model.config.use_cache = True  # type: ignore[union-attr]
-        _checkpointing(model, on=False)  # the saved config must not ask for it
-        generation = model.generation_config  # type: ignore[union-attr]
+        saved: Any = model  # a transformers PreTrainedModel, whatever nn.Module says
+        saved.config.use_cache = True
+        _checkpointing(saved, on=False)  # the saved config must not ask for it
+        generation = saved.generation_config
         generation.do_sample = False
         generation.temperature, generation.top_p, generation.top_k = None, None, None
         generation.pad_token_id = self.tokenizer.pad_token_id
         generation.eos_token_id = self.tokenizer.eos_token_id
-        model.save_pretrained(folder, safe_serialization=True)  # type: ignore[operator]
+        saved.save_pretrained(folder, safe_serialization=True)
         self.tokenizer.save_pretrained(folder)
 
     def loading_snippet(self) -> str:
