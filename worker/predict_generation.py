@@ -69,6 +69,8 @@ def _chat(
         "done": True,
         "tokens": stream.tokens,
         "finish_reason": stream.finish_reason,
+        # "length" short of this: the conversation filled the model's context
+        "max_new_tokens": sampling["max_new_tokens"],
     }
 
 
