@@ -139,12 +139,18 @@ def test_the_stream_sends_the_answer_in_pieces(
         ({"prompt": "Hi", "max_new_tokens": 0}, "greater than or equal to 1"),
         ({"prompt": "Hi", "max_new_tokens": 5000}, "less than or equal to 1024"),
         ({"prompt": "Hi", "beams": 4}, "Extra inputs are not permitted"),
+        ({"prompt": "half \ud800"}, "valid string"),  # pydantic's own check, not echoed
+        ({"messages": [{"role": "user", "content": "half \ud800"}]}, "valid string"),
     ],
 )  # fmt: skip
 def test_bad_questions_say_what_to_send(
     client: TestClient, job: dict, body: dict[str, Any], says: str
 ) -> None:
-    response = client.post(f"/api/v1/jobs/{job['id']}/generate", json=body)
+    response = client.post(
+        f"/api/v1/jobs/{job['id']}/generate",
+        content=json.dumps(body),  # escaped as JSON escapes it: a lone surrogate too
+        headers={"content-type": "application/json"},
+    )
     assert response.status_code == 422
     assert says in json.dumps(response.json()["detail"]), response.json()
 

@@ -61,9 +61,10 @@ def validation_errors(errors: Any) -> list[dict[str, Any]]:
 
 
 def _short(value: Any) -> bool:
-    """A scalar worth echoing: a short string, or a finite number."""
+    """A scalar worth echoing: a short string (one that is text: JSON's "\\ud800" escape
+    gives half a character, which no response can encode), or a finite number."""
     if isinstance(value, str):
-        return len(value) <= 80
+        return len(value) <= 80 and not any("\ud800" <= c <= "\udfff" for c in value)
     if isinstance(value, bool | int):
         return abs(value) < 2**63
     return isinstance(value, float) and math.isfinite(value)

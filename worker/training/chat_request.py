@@ -93,6 +93,13 @@ def checked_conversation(messages: Any) -> Conversation:
             raise ChatRefused(f"message {i}: a system message may only come first")
         if not isinstance(content, str):
             raise ChatRefused(f"message {i}: content must be text")
+        try:
+            content.encode("utf-8")
+        except UnicodeEncodeError:  # JSON's "\ud800" escape: not text, and unstorable
+            raise ChatRefused(
+                f"message {i} holds half a character (a lone surrogate such as \\ud800); "
+                "send the character itself"
+            ) from None
         out.append({"role": role, "content": content})
     if out[-1]["role"] != "user" or not out[-1]["content"].strip():
         raise ChatRefused("the last message must be the user's, with a question to answer")
