@@ -14,7 +14,8 @@ import torch
 
 from tests.chat_data import make_tiny_causal_lm
 from worker.training.chat_request import ChatRefused, Sampling, conversation_of
-from worker.training.generator import AnswerStream, Generator, load_generator, stop_token_ids
+from worker.training.chat_tokens import stop_token_ids
+from worker.training.generator import AnswerStream, Generator, load_generator
 
 QUESTION = [{"role": "user", "content": "Name three colours, please."}]
 

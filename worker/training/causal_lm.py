@@ -24,7 +24,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from worker.training.chat_tokens import TokenizedChats, load_tokenizer, tokenize_chats
+from worker.training.chat_tokens import (
+    TokenizedChats,
+    load_tokenizer,
+    stop_token_ids,
+    tokenize_chats,
+)
 from worker.training.spec import ChatExamples, TrainSpec
 
 # Where a decoder keeps its final norm, by the names transformers gives it.
@@ -172,7 +177,9 @@ class CausalLM:
         generation.do_sample = False
         generation.temperature, generation.top_p, generation.top_k = None, None, None
         generation.pad_token_id = self.tokenizer.pad_token_id
-        generation.eos_token_id = self.tokenizer.eos_token_id
+        # Every token that ends an answer (the chat's end-of-turn marker too), so the
+        # download stops where the playground and the job's own samples do.
+        generation.eos_token_id = stop_token_ids(self.tokenizer, generation)
         saved.save_pretrained(folder, safe_serialization=True)
         self.tokenizer.save_pretrained(folder)
 

@@ -148,3 +148,24 @@ def conversation_lengths(tokenizer: Any, conversations: list[Conversation]) -> n
         enc = tokenizer(texts, add_special_tokens=False)
         out[start : start + len(chunk)] = [len(t) for t in enc["input_ids"]]
     return out
+
+
+def stop_token_ids(tokenizer: Any, generation_config: Any = None) -> list[int]:
+    """The tokens that end an answer: the generation config's eos tokens, the tokenizer's
+    eos, and the special token the chat template closes an answer with (ChatML's
+    <|im_end|>), which some tokenizers do not call eos. An export's generation_config.json
+    should list them all, so the download stops where the playground does."""
+    ids: list[Any] = []
+    configured = getattr(generation_config, "eos_token_id", None)
+    ids += configured if isinstance(configured, list) else [configured]
+    ids.append(tokenizer.eos_token_id)
+    marker = "ANSWER-7f3c9e"
+    turns = [{"role": "user", "content": "?"}, {"role": "assistant", "content": marker}]
+    rendered = tokenizer.apply_chat_template(turns, tokenize=False)
+    after = rendered[rendered.index(marker) + len(marker) :] if marker in rendered else ""
+    closing = tokenizer(after, add_special_tokens=False)["input_ids"][:1]
+    special = set(tokenizer.all_special_ids) | {
+        i for i, t in tokenizer.added_tokens_decoder.items() if t.special
+    }
+    ids += [i for i in closing if i in special]
+    return list(dict.fromkeys(i for i in ids if isinstance(i, int)))

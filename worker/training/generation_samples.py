@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from worker.training.atomic_file import replacing
-from worker.training.chat_tokens import Conversation, prompt_text
+from worker.training.chat_tokens import Conversation, prompt_text, stop_token_ids
 
 SAMPLE_PROMPTS = 4  # validation prompts followed through training
 MAX_NEW_TOKENS = 256  # the longest answer any sample or score generates
@@ -57,7 +57,7 @@ def generate_answers(
                     do_sample=False,
                     use_cache=True,
                     pad_token_id=tokenizer.pad_token_id,
-                    eos_token_id=tokenizer.eos_token_id,
+                    eos_token_id=stop_token_ids(tokenizer, model.generation_config),
                 )
             new = out[:, enc["input_ids"].shape[1] :]
             for i, tokens in zip(chosen, new, strict=True):

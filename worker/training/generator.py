@@ -31,7 +31,7 @@ from worker.training.chat_request import (
     Sampling,
     checked_conversation,
 )
-from worker.training.chat_tokens import prepared, prompt_text
+from worker.training.chat_tokens import prepared, prompt_text, stop_token_ids
 
 BATCH_SIZE = 8  # conversations generated together in a batch file
 HALF_A_CHARACTER = "\ufffd"  # what decoding shows for a UTF-8 sequence cut between tokens
@@ -52,27 +52,6 @@ def load_generator(model_dir: str | Path, device: str | None = None) -> Generato
         str(model_dir), dtype=dtype, use_safetensors=True, trust_remote_code=False
     )
     return Generator(model.to(device).eval(), prepared(tokenizer))
-
-
-def stop_token_ids(tokenizer: Any, generation_config: Any = None) -> list[int]:
-    """The tokens that end an answer: the generation config's eos tokens, the tokenizer's
-    eos, and the special token the chat template closes an answer with (ChatML's
-    <|im_end|>), which some tokenizers do not call eos. An export's generation_config.json
-    should list them all, so the download stops where the playground does."""
-    ids: list[Any] = []
-    configured = getattr(generation_config, "eos_token_id", None)
-    ids += configured if isinstance(configured, list) else [configured]
-    ids.append(tokenizer.eos_token_id)
-    marker = "ANSWER-7f3c9e"
-    turns = [{"role": "user", "content": "?"}, {"role": "assistant", "content": marker}]
-    rendered = tokenizer.apply_chat_template(turns, tokenize=False)
-    after = rendered[rendered.index(marker) + len(marker) :] if marker in rendered else ""
-    closing = tokenizer(after, add_special_tokens=False)["input_ids"][:1]
-    special = set(tokenizer.all_special_ids) | {
-        i for i, t in tokenizer.added_tokens_decoder.items() if t.special
-    }
-    ids += [i for i in closing if i in special]
-    return list(dict.fromkeys(i for i in ids if isinstance(i, int)))
 
 
 class _TokenQueue(BaseStreamer):
