@@ -245,7 +245,8 @@ class TrainParams:
         None,
         label="LoRA target modules",
         help="Module names to adapt, comma-separated (empty: attention query/value for "
-        "transformers, pointwise convolutions for the CNNs).",
+        "encoders, every projection of each block for language models, pointwise "
+        "convolutions for the CNNs).",
         strategies=(FINETUNE_LORA,),
         placeholder="query, value",
         max_items=16,
