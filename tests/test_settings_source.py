@@ -62,7 +62,8 @@ def test_defaults_agree_between_the_api_and_the_spec() -> None:
     api = JobParams().model_dump()
     spec = TrainParams()
     for one in SETTINGS:
-        if one.setting.per_strategy:  # filled in per strategy when the job is queued
+        # Filled in per strategy (or per task) when the job is queued.
+        if one.setting.per_strategy or one.setting.per_task:
             assert api[one.name] is None
             continue
         assert api[one.name] == getattr(spec, one.name), one.name
@@ -70,6 +71,9 @@ def test_defaults_agree_between_the_api_and_the_spec() -> None:
         resolved = resolve_params(api, strategy)
         epochs = TrainParams.__dataclass_fields__["epochs"].metadata["setting"].per_strategy
         assert resolved["epochs"] == (epochs or {}).get(strategy.value), strategy
+    # A generation dataset's jobs read more tokens by default than an encoder can.
+    assert resolve_params(api, CONCRETE[0], "generation")["max_length"] == 512
+    assert resolve_params(api, CONCRETE[0], "classification")["max_length"] == 128
     assert resolve_params(api, Strategy.auto)["epochs"] is None  # resolved in the worker
 
 

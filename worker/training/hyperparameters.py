@@ -316,10 +316,11 @@ def strategy_defaults(strategy: str, task: str | None = None) -> dict[str, Any]:
         and strategy in s.setting.per_strategy
         and s.setting.per_image_strategy is None
     }
+    # A setting with per-task defaults takes its plain default for the other tasks.
     by_task = {
-        s.name: s.setting.per_task[task]
+        s.name: s.setting.per_task.get(task or "", s.default)
         for s in SETTINGS
-        if s.setting.per_task and task in s.setting.per_task
+        if s.setting.per_task
     }
     return by_strategy | by_task
 
