@@ -270,6 +270,9 @@ class TrainParams:
         "where the backbone trains, off for frozen features (each augmented image would "
         "need a fresh backbone pass, defeating the feature cache).",
         placeholder="default: on when the backbone trains",
+        # Image datasets hold these tasks; text ignores the setting, so generation and
+        # entity tagging (text only) are not shown it.
+        tasks=("classification", "multi_label", "regression"),
     )
 
     def __post_init__(self) -> None:
