@@ -60,11 +60,11 @@ def resolve_columns(
     `indicators`: one 0/1 column per label (multi-label), named or detected when no label
     column is named."""
     if indicators:
-        return _with_indicators(table, [c for c in (_find(table, n) for n in indicators) if c],
-                                text=text, text_pair=text_pair)  # fmt: skip
-    text = _find(table, text)
-    label = _find(table, label)
-    text_pair = _find(table, text_pair)
+        chosen = [c for c in (find_column(table, n) for n in indicators) if c]
+        return _with_indicators(table, chosen, text=text, text_pair=text_pair)
+    text = find_column(table, text)
+    label = find_column(table, label)
+    text_pair = find_column(table, text_pair)
     given = [name for name in (text, label, text_pair) if name]
     if len(set(given)) != len(given):
         twice = next(name for name in given if given.count(name) > 1)
@@ -133,7 +133,7 @@ def _with_indicators(
             "one 0/1 column per label needs at least two label columns", column="label_columns"
         )
     taken: set[str | None] = set(indicators)
-    text = _find(table, text) or _by_name(table, TEXT_NAMES, taken=taken)
+    text = find_column(table, text) or _by_name(table, TEXT_NAMES, taken=taken)
     text = text or _text_by_values(table, taken=taken | {text_pair})
     if text is None or text in taken:
         raise ParseError(
@@ -141,7 +141,7 @@ def _with_indicators(
             "yourself with text_column",
             column="text_column",
         )
-    pair = _find(table, text_pair)
+    pair = find_column(table, text_pair)
     return ColumnChoice(
         text=text,
         label=", ".join(indicators),
@@ -157,29 +157,33 @@ def _listing(table: Table) -> str:
     return "the file has: " + ", ".join(table.columns)
 
 
-def _norm(name: str) -> str:
+def norm_name(name: str) -> str:
     return name.strip().lower().replace(" ", "_").replace("-", "_")
 
 
-def _find(table: Table, name: str | None) -> str | None:
-    """The column the user meant: exact name first, then ignoring case and spaces."""
+def find_column(table: Table, name: str | None, role: str | None = None) -> str | None:
+    """The column the user meant: exact name first, then ignoring case and spaces.
+    `role`: the field that named it, said in the error (prompt_column…)."""
     if name is None or name == "":
         return None
     if name in table.columns:
         return name
-    close = [c for c in table.columns if _norm(c) == _norm(name)]
+    close = [c for c in table.columns if norm_name(c) == norm_name(name)]
     if len(close) == 1:
         return close[0]
+    if role is not None:
+        listing = "the file has: " + ", ".join(table.columns)
+        raise ParseError(f"no column named '{name}' for the {role}; {listing}", column=name)
     raise ParseError(f"no column named '{name}'; {_listing(table)}", column=name)
 
 
 def _by_name(table: Table, names: tuple[str, ...], *, taken: set[str | None]) -> str | None:
-    by_norm = {_norm(c): c for c in reversed(table.columns) if c not in taken}
+    by_norm = {norm_name(c): c for c in reversed(table.columns) if c not in taken}
     return next((by_norm[n] for n in names if n in by_norm), None)
 
 
 def _pair_by_name(table: Table, *, taken: set[str | None]) -> tuple[str | None, str | None]:
-    by_norm = {_norm(c): c for c in reversed(table.columns) if c not in taken}
+    by_norm = {norm_name(c): c for c in reversed(table.columns) if c not in taken}
     for first, second in PAIR_NAMES:
         if first in by_norm and second in by_norm:
             return by_norm[first], by_norm[second]

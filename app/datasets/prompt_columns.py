@@ -7,7 +7,7 @@ always name them (prompt_column, response_column); every error here says how.
 
 from __future__ import annotations
 
-from app.datasets.columns import LABEL_NAMES
+from app.datasets.columns import LABEL_NAMES, find_column, norm_name
 from app.datasets.parsing import ParseError, Table
 
 # Column pairs that are plainly a prompt and its response, in the order they are tried.
@@ -20,15 +20,15 @@ PROMPT_PAIRS = (
 def looks_like_prompts(columns: list[str]) -> bool:
     """A prompt/response pair and no column named like a label: a table with a label column
     too is left to the other tasks (a question/answer file may be labelled for classifying)."""
-    plain = {_norm(c) for c in columns}
+    plain = {norm_name(c) for c in columns}
     return not plain & set(LABEL_NAMES) and _pair(columns) is not None
 
 
 def prompt_columns(table: Table, *, prompt: str | None, response: str | None) -> tuple[str, str]:
     """The prompt and response columns: as named (case and spaces aside), else a pair of
     plain names, else the other half of a pair whose one half was named."""
-    found_prompt = _column(table, prompt, "prompt_column")
-    found_response = _column(table, response, "response_column")
+    found_prompt = find_column(table, prompt, "prompt_column")
+    found_response = find_column(table, response, "response_column")
     if found_prompt is None or found_response is None:
         for first, second in PROMPT_PAIRS:
             pair = _pair(table.columns, only=(first, second))
@@ -54,27 +54,8 @@ def prompt_columns(table: Table, *, prompt: str | None, response: str | None) ->
     return found_prompt, found_response
 
 
-def _norm(name: str) -> str:
-    return name.strip().lower().replace(" ", "_").replace("-", "_")
-
-
-def _column(table: Table, name: str | None, role: str) -> str | None:
-    """The column a person named, exactly or ignoring case and spaces."""
-    if not name:
-        return None
-    if name in table.columns:
-        return name
-    close = [c for c in table.columns if _norm(c) == _norm(name)]
-    if len(close) == 1:
-        return close[0]
-    raise ParseError(
-        f"no column named '{name}' for the {role}; the file has: {', '.join(table.columns)}",
-        column=name,
-    )
-
-
 def _pair(columns: list[str], only: tuple[str, str] | None = None) -> tuple[str, str] | None:
-    by_norm = {_norm(c): c for c in columns}
+    by_norm = {norm_name(c): c for c in columns}
     for first, second in [only] if only else PROMPT_PAIRS:
         if first in by_norm and second in by_norm:
             return by_norm[first], by_norm[second]
@@ -82,5 +63,5 @@ def _pair(columns: list[str], only: tuple[str, str] | None = None) -> tuple[str,
 
 
 def _named(columns: list[str], names: list[str]) -> str | None:
-    by_norm = {_norm(c): c for c in columns}
+    by_norm = {norm_name(c): c for c in columns}
     return next((by_norm[n] for n in names if n in by_norm), None)
