@@ -207,6 +207,19 @@ class TrainParams:
         tasks=("generation",),
         placeholder="off",
     )
+    # Data parallelism (worker/training/distributed.py): the batch above is split across the
+    # devices, so the run's maths (and its checkpoint) do not depend on how many there are.
+    devices: int = setting(
+        1,
+        label="Devices",
+        help="GPUs this job trains on at once, one DistributedDataParallel process each. "
+        "Every step's batch is split among them, so the effective batch size and the "
+        "learning rate stay as set and the steps get faster; raise the batch size to give "
+        "each device more rows. Offered when a live worker has more than one device.",
+        minimum=1,
+        maximum=64,
+        strategies=STEPPING,
+    )
     top_k: int | None = setting(
         None,
         label="Top k layers to train",

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from worker.training import checkpoint
+from worker.training.distributed import SINGLE, Group
 from worker.training.evaluation import Forward, predict_logits
 from worker.training.reporting import Cancelled, Reporter
 from worker.training.spec import TrainParams
@@ -75,6 +76,7 @@ def fit(
     resume: dict[str, Any] | None = None,
     head_modules: tuple[str, ...] = (),
     head_learning_rate: float | None = None,
+    group: Group = SINGLE,
 ) -> FitOutcome:
     """Train for params.epochs (fewer when params.patience runs out) and leave the model
     holding its best validation epoch by the task's headline score. `after`: the stage this
@@ -82,8 +84,12 @@ def fit(
     so progress counts toward the whole run; `phase`: what progress reports call these steps;
     `checkpoints`: save the state each epoch and every so often within one; `resume`: a
     checkpoint of this very stage to continue from; `head_learning_rate`: the peak rate of
-    the parameters under `head_modules` (also inside a PEFT wrapper), on the same schedule."""
+    the parameters under `head_modules` (also inside a PEFT wrapper), on the same schedule;
+    `group`: the ranks of a data-parallel run (distributed.py), each stepping its share of
+    every batch; rank 0 alone reports and saves."""
     started = time.perf_counter()
+    if not group.main:
+        checkpoints = None
     cuda = device.type == "cuda"
     trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
     # What the best epoch is restored from: the trained parameters, and the buffers, which
@@ -168,6 +174,8 @@ def fit(
             f"(epoch {start_epoch + 1}, batch {skip_batches})"
         )
     last_saved = time.monotonic()
+    # After any resume: DDP starts every rank from rank 0's parameters.
+    step_forward = group.wrap(model, forward)
 
     def save(epoch: int, batch: int) -> None:
         """The state after `batch` batches of `epoch` (batch 0: the epoch has not begun)."""
@@ -218,25 +226,29 @@ def fit(
         done_before = skip_batches if epoch == start_epoch else 0
         pending = 0  # batches whose gradients wait for the next optimizer step
         for position, idx in enumerate(batches[done_before:], start=done_before + 1):
-            if reporter.should_stop():
+            if group.any(reporter.should_stop()):
                 raise Cancelled(f"cancelled at step {first_step + step}")
-            batch = to_device({**source.batch(idx), "labels": all_targets[idx]}, device)
+            rows, weight = group.shard(idx)  # all of idx, at weight 1, in a lone run
+            batch = to_device({**source.batch(rows), "labels": all_targets[rows]}, device)
             targets = batch.pop("labels")
-
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-                logits = forward(batch)
-            loss = task.loss(logits.float(), targets)
             group_start = position - 1 - pending
-            (loss / min(accumulate, len(batches) - group_start)).backward()
+            steps_now = pending + 1 >= accumulate or position == len(batches)
+
+            with step_forward.accumulating(waits=not steps_now):
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+                    logits = step_forward(batch)
+                loss = task.loss(logits.float(), targets) * weight
+                (loss / min(accumulate, len(batches) - group_start)).backward()
             pending += 1
             train_examples += len(idx)
-            # Summed on the device: .item() every step would stall a GPU for nothing.
-            window_loss += loss.detach()
+            # Summed on the device: .item() every step would stall a GPU for nothing. Each
+            # rank's share; their total (at report time) is the batch's mean loss.
+            window_loss += loss.detach() / group.world
             window_batches += 1
-            if pending < accumulate and position < len(batches):
+            if not steps_now:
                 continue
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(step) * group["scale"]
+            for param_group in optimizer.param_groups:
+                param_group["lr"] = lr_at(step) * param_group["scale"]
             torch.nn.utils.clip_grad_norm_([p for _, p in trainable], MAX_GRAD_NORM)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -247,6 +259,7 @@ def fit(
             at = first_step + step  # on the run's x axis
             reporter.progress(step=at, total_steps=run_steps, phase=phase)
             if window_steps == LOG_EVERY:
+                window_loss = group.total(window_loss)
                 _report_train_loss(reporter, at, steps_per_epoch, window_loss, window_batches)
                 window_loss, window_steps, window_batches = torch.zeros((), device=device), 0, 0
                 # Mid-epoch checkpoints only at a reported point: the chart then resumes
@@ -261,23 +274,24 @@ def fit(
                     epoch_started = time.perf_counter()
         at = first_step + step
         if window_batches:  # the epoch's tail, so every epoch reports at least once
+            window_loss = group.total(window_loss)
             _report_train_loss(reporter, at, steps_per_epoch, window_loss, window_batches)
         train_seconds += time.perf_counter() - epoch_started
 
         # Validation once per epoch; the best epoch by the task's headline score is what gets
         # tested and exported.
         # In eval mode: with dropout on, the scores would be noisy and not the exported model's.
+        # Each rank predicts its share of the rows; all score the same gathered outputs.
         model.eval()
-        val_logits = predict_logits(
-            forward,
-            source,
+        val_logits = group.gather(
             validation_idx,
-            batch_size=eval_batch_size,
-            device=device,
-            reporter=reporter,
+            lambda rows: predict_logits(
+                forward, source, rows, batch_size=eval_batch_size, device=device, reporter=reporter
+            ),
         )
         scores = task.scores(val_logits, np.asarray(validation_idx))
-        scores |= task.epoch_end(epoch + 1)  # generation: the sample prompts answered
+        # generation: the sample prompts answered (by rank 0, which writes them)
+        scores |= group.share(task.epoch_end(epoch + 1) if group.main else None)
         reporter.metrics(
             step=at, epoch=float(epoch + 1), values={f"val_{k}": v for k, v in scores.items()}
         )

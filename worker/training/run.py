@@ -28,6 +28,7 @@ import torch
 
 from worker.training import checkpoint, job_files
 from worker.training.classifier import count_params, load_classifier
+from worker.training.distributed import SINGLE, Group
 from worker.training.evaluation import predict_logits
 from worker.training.export import export_model, write_json
 from worker.training.head_fit import fit_stage, val_values
@@ -51,6 +52,15 @@ class TrainResult:
 def run_training(spec: TrainSpec, reporter: Reporter) -> TrainResult:
     """Train, test and export one job; raises `Cancelled` when the reporter asks to stop
     (nothing is published then) and ValueError for a spec or model it cannot run."""
+    result = run_rank(spec, reporter, SINGLE)
+    assert result is not None  # a lone run is its own rank 0
+    return result
+
+
+def run_rank(spec: TrainSpec, reporter: Reporter, group: Group) -> TrainResult | None:
+    """One rank of a data-parallel run of the job (distributed.py), or the whole job alone
+    (SINGLE). Every rank trains its share of each batch; rank 0 then tests and exports
+    alone and returns the result, the others return None once training is done."""
     started = time.perf_counter()
     spec.check()
     device = resolve_device(spec.device)
@@ -69,12 +79,18 @@ def run_training(spec: TrainSpec, reporter: Reporter) -> TrainResult:
         else params.learning_rate_for(spec.strategy, images=images)
     )
     task = spec.job_task()
-    reporter.log(
-        f"job {spec.job_id}: {spec.task}, {spec.strategy} on {spec.model_id}, device {device}"
-    )
+    on = f"{group.world} × {device}, data-parallel" if group.parallel else f"device {device}"
+    reporter.log(f"job {spec.job_id}: {spec.task}, {spec.strategy} on {spec.model_id}, {on}")
+    if group.parallel and spec.strategy == TRANSFER_FROZEN:
+        # A head fitted to convergence on cached features takes no steps to spread: rank 0
+        # fits it alone, in seconds, and the other devices are let go.
+        if not group.main:
+            return None
+        reporter.log("frozen features: the head is fitted on one device")
+        group = SINGLE
 
     clf = load_classifier(spec, device)
-    task.attach(clf)
+    task.attach(clf, main=group.main)
     # The model's rows for each split: the examples, or (entity tagging) their windows.
     train_rows, val_rows, test_rows = (
         task.rows(idx) for idx in (spec.train_idx, spec.validation_idx, spec.test_idx)
@@ -86,7 +102,9 @@ def run_training(spec: TrainSpec, reporter: Reporter) -> TrainResult:
         {
             "strategy": spec.strategy,
             "task": spec.task,
-            "params": asdict(params),
+            # Not the devices: they only split each batch (distributed.py), so a checkpoint
+            # resumes on any number of them.
+            "params": {k: v for k, v in asdict(params).items() if k != "devices"},
             "model": [spec.model_id, spec.model_path],
             "data": [spec.dataset_fingerprint, spec.label_names, len(spec.train_idx)],
         }
@@ -114,23 +132,30 @@ def run_training(spec: TrainSpec, reporter: Reporter) -> TrainResult:
         # Stage 1 is exactly transfer_frozen's (same feature cache and fit); stage 2 then
         # starts from a trained head, so its first updates do not wreck the pretrained
         # features. The probe is drawn at epoch 0, where the fine-tuning curves start from.
+        # In a parallel run rank 0 fits the probe alone; DDP then starts every rank from its
+        # weights, and the probe's outcome is shared for the curves.
         reporter.log("stage 1/2: a head fitted on frozen features")
-        head = head_on_features(spec, clf, device, reporter)
-        if resume_for("training") is not None:  # the probe finished before the checkpoint
-            probe = outcome_from(resume_for("training") or {})
-            assert probe is not None
-            saved = (resume_for("training") or {})["meta"].get("info", {})
-            head.info.update({k: v for k, v in saved.items() if k.startswith("probe_")})
-        else:
-            probe = fitted_head(head, prefix="probe", phase="probe", report_path=False)
-            _report_probe(reporter, probe)
-            probe = replace(probe, best_epoch=0, epochs_run=0, steps=0)
+        head_info: dict[str, Any] = {}
+        if group.main:
+            head = head_on_features(spec, clf, device, reporter)
+            if resume_for("training") is not None:  # the probe finished before the checkpoint
+                probe = outcome_from(resume_for("training") or {})
+                assert probe is not None
+                saved = (resume_for("training") or {})["meta"].get("info", {})
+                head.info.update({k: v for k, v in saved.items() if k.startswith("probe_")})
+            else:
+                probe = fitted_head(head, prefix="probe", phase="probe", report_path=False)
+                _report_probe(reporter, probe)
+                probe = replace(probe, best_epoch=0, epochs_run=0, steps=0)
+            head_info = head.info
+        probe = group.share(probe)
+        assert probe is not None
         reporter.log(
             f"stage 2/2: fine-tuning every layer from the fitted head, {params.epochs} epochs"
         )
         stage = all_layers(spec, clf, device, reporter)
         key = task.headline.key
-        stage.info.update(head.info, **{f"probe_val_{key}": probe.best_validation[key]})
+        stage.info.update(head_info, **{f"probe_val_{key}": probe.best_validation[key]})
     else:
         stage = PREPARE[spec.strategy](spec, clf, device, reporter)
 
@@ -161,7 +186,10 @@ def run_training(spec: TrainSpec, reporter: Reporter) -> TrainResult:
             # A fresh head may need larger steps (the classifier says); lp_ft's is fitted.
             head_modules=clf.head_modules,
             head_learning_rate=None if spec.strategy == LP_FT else clf.head_learning_rate,
+            group=group,
         )
+        if not group.main:
+            return None  # rank 0 tests and exports the weights every rank now holds
 
     # The model now holds the best epoch's weights, whose validation outputs fit kept.
     stage.trained.eval()

@@ -77,8 +77,9 @@ class JobTask(Protocol):
 
     headline: Headline
 
-    def attach(self, clf: Any) -> None:
-        """Meet the loaded classifier (entity tagging reads its token windows)."""
+    def attach(self, clf: Any, *, main: bool = True) -> None:
+        """Meet the loaded classifier (entity tagging reads its token windows); `main`: this
+        process writes the job's files (not so on ranks other than 0 of a parallel run)."""
         ...
 
     def rows(self, idx: list[int] | np.ndarray) -> np.ndarray:
@@ -183,7 +184,7 @@ class Task(Protocol):
 class RowsAreExamples:
     """For the tasks whose model reads one example per row."""
 
-    def attach(self, clf: Any) -> None:
+    def attach(self, clf: Any, *, main: bool = True) -> None:
         return None
 
     def rows(self, idx: list[int] | np.ndarray) -> np.ndarray:

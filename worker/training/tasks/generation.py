@@ -53,9 +53,9 @@ class GenerationJob(RowsAreExamples):
     clf: Any = None  # causal_lm.CausalLM, met in attach
     book: Any = None  # generation_samples.SampleBook
 
-    def attach(self, clf: Any) -> None:
+    def attach(self, clf: Any, *, main: bool = True) -> None:
         """Meet the model and answer the sample prompts with it as it is, once per job (a
-        resumed job finds the base answers already written)."""
+        resumed job finds the base answers already written; only the main process writes)."""
         from worker.training import job_files
         from worker.training.generation_samples import SAMPLE_PROMPTS, SampleBook
 
@@ -66,7 +66,7 @@ class GenerationJob(RowsAreExamples):
             for i in chosen
         ]
         self.book = SampleBook(job_files.samples(clf.output_dir), rows)
-        if not self.book.has_base:
+        if main and not self.book.has_base:
             self.book.set_base(self._answer([r["index"] for r in rows]))
 
     def _answer(self, idx: list[int]) -> list[str]:

@@ -65,7 +65,7 @@ class TokenJob:
     headline: Headline = HEADLINE
     windows: Any = field(default=None, init=False)  # token_windows.TokenWindows, by attach
 
-    def attach(self, clf: Any) -> None:
+    def attach(self, clf: Any, *, main: bool = True) -> None:
         """Rows are the classifier's windows of sentences (token_model.py)."""
         self.windows = clf.windows
 

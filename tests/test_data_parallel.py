@@ -1,0 +1,95 @@
+"""Data-parallel training (issue 16) on this CPU: two gloo ranks under DDP, each training its
+share of every batch, against one process with the same global batch and seed; and the
+checkpoint of either resuming in the other."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from tests.ddp_ranks import train_in_group
+from tests.factories import make_tiny_bert
+from tests.test_training_text import make_spec, synthetic_examples
+from worker.training import checkpoint
+from worker.training.reporting import Cancelled, MemoryReporter
+from worker.training.run import run_training
+
+# Same maths, other summation order (two half-batch backward passes, a gloo all-reduce):
+# float32 rounding only, which three epochs of steps grow to about 1e-5 here.
+TOLERANCE = 1e-4
+
+
+@pytest.fixture(scope="module")
+def no_dropout_bert(tmp_path_factory) -> str:
+    """The tiny pretrained BERT with dropout off, so two runs can differ only by rounding
+    (with dropout each rank would draw its own masks)."""
+    folder = Path(make_tiny_bert(tmp_path_factory.mktemp("bert")))
+    config = json.loads((folder / "config.json").read_text())
+    config |= {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+    (folder / "config.json").write_text(json.dumps(config))
+    return str(folder)
+
+
+def spec_in(root: Path, model: str, strategy: str = "finetune_full", **params):
+    examples = synthetic_examples(75, seed=8)  # 45 train rows: a last batch of 5 in each epoch
+    spec = make_spec(
+        root, model, strategy, examples, epochs=3, batch_size=8, learning_rate=2e-3, **params
+    )
+    return replace(spec, torch_threads=1, checkpoint_every_seconds=0.0)
+
+
+def series(events, name: str) -> list[float]:
+    return [values[name] for _, _, values in events if name in values]
+
+
+def test_two_ranks_train_what_one_process_trains(tmp_path, no_dropout_bert):
+    alone = MemoryReporter()
+    expected = run_training(spec_in(tmp_path / "alone", no_dropout_bert), alone).metrics
+    group = train_in_group(spec_in(tmp_path / "group", no_dropout_bert, devices=2), ranks=2)
+
+    got = group["metrics"]
+    assert any("2 × cpu, data-parallel" in line for line in group["logs"])
+    assert got["train_examples_per_second"] > 0
+    for key in ("val_loss", "test_loss", "test_accuracy", "test_macro_f1"):
+        assert got[key] == pytest.approx(expected[key], abs=TOLERANCE), key
+    assert got["best_epoch"] == expected["best_epoch"]
+    # Rank 0 reports the whole batch's loss (both ranks' shares), on the same steps.
+    assert series(group["metric_events"], "train_loss") == pytest.approx(
+        alone.series and [v for _, v in alone.series("train_loss")], abs=TOLERANCE
+    )
+    assert [s for s, _, v in group["metric_events"] if "val_loss" in v] == [
+        s for s, _ in alone.series("val_loss")
+    ]
+
+
+@pytest.mark.parametrize("first", ["group", "alone"])
+def test_a_checkpoint_resumes_across_group_sizes(tmp_path, no_dropout_bert, first):
+    """Stopped mid-epoch 2 by one kind of run, finished by the other: the end is the
+    uninterrupted run's (lp_ft: its probe, fitted by rank 0, travels in the checkpoint)."""
+    whole = spec_in(tmp_path / "whole", no_dropout_bert, "lp_ft")
+    expected = run_training(whole, MemoryReporter()).metrics
+    spec = spec_in(tmp_path / "split", no_dropout_bert, "lp_ft", devices=2)
+    if first == "group":
+        stopped = train_in_group(spec, ranks=2, cancel_after_steps=9)
+        assert stopped["cancelled"]
+    else:
+        with pytest.raises(Cancelled):
+            run_training(spec, MemoryReporter(cancel_after_steps=9))
+    assert checkpoint.load(checkpoint.path_in(spec.output_dir)) is not None
+
+    if first == "group":
+        resumed = MemoryReporter()
+        metrics = run_training(spec, resumed).metrics
+        logs = resumed.logs
+    else:
+        outcome = train_in_group(spec, ranks=2)
+        metrics, logs = outcome["metrics"], outcome["logs"]
+    assert any("resumed from a checkpoint" in line for line in logs), logs
+    for key in ("val_loss", "test_loss", "test_accuracy", "probe_val_macro_f1"):
+        assert metrics[key] == pytest.approx(expected[key], abs=TOLERANCE), key
+    assert not checkpoint.path_in(spec.output_dir).exists()
+    shutil.rmtree(tmp_path, ignore_errors=True)
