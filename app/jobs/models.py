@@ -69,6 +69,11 @@ class Job(Base):
     total_steps: Mapped[int] = mapped_column(Integer, default=0)
     eta_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Devices asked for (params["devices"], here too so a worker's claim can filter on it);
+    # while running: the worker that holds it and which of its device slots (GPU indexes).
+    devices: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    worker_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    device_ids: Mapped[list[int] | None] = mapped_column(JSON, nullable=True)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
