@@ -14,8 +14,10 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
+from app.db import get_sessionmaker
 from app.jobs.params import FORM_FIELDS, JobParams, resolve_params
 from app.jobs.strategies import CONCRETE, Strategy
+from app.workers import service as workers
 from tests.factories import labelled_texts, write_csv
 from tests.jobs_api import upload_csv
 from worker.training.hyperparameters import (
@@ -42,7 +44,17 @@ def test_the_api_the_form_and_the_spec_know_the_same_settings(
     assert {s.value for s in Strategy} == set(STRATEGY_TEXT) == {*STRATEGIES, AUTO}
 
     dataset = upload_csv(client, write_csv(tmp_path / "s.csv", labelled_texts(10)))
-    form = client.get(f"/jobs/new?dataset_id={dataset['id']}").text
+    # "devices" is offered while a live worker has several device slots: one has here.
+    with get_sessionmaker()() as session:
+        workers.beat(
+            session, worker_id="two-slots:1", hostname="two-slots", pid=1, queues=["gpu"],
+            device="cuda: 2 × test GPU", device_count=2,
+        )  # fmt: skip
+    try:
+        form = client.get(f"/jobs/new?dataset_id={dataset['id']}").text
+    finally:
+        with get_sessionmaker()() as session:
+            workers.leave(session, "two-slots:1")
     advanced = form.split("<summary>Advanced settings</summary>", 1)[1].split("</details>")[0]
     rendered = set(re.findall(r'<(?:input|select) name="([a-z_]+)"', advanced))
     assert rendered == NAMES | WORKER_ONLY

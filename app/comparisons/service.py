@@ -4,6 +4,8 @@ error in the target's units, within 1 %) — often the answer people actually wa
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -14,8 +16,8 @@ from app.config import Settings
 from app.datasets.models import Dataset
 from app.jobs.models import Job, JobOut, JobStatus
 from app.jobs.params import resolve_params
-from app.jobs.service import InvalidJob, admit, send
-from app.jobs.strategies import offered
+from app.jobs.service import InvalidJob, admit, devices_for, send
+from app.jobs.strategies import Strategy, offered
 from app.workers.service import queue_for
 from worker.training.tasks import get_task
 from worker.training.tasks.base import SHARES, higher_is_better
@@ -41,6 +43,7 @@ def create_comparison(
         strategies=strategies,
         params=payload.params,
         owner=owner,
+        device=payload.device,
     )
     params = payload.params.model_dump()
     assert dataset is not None  # admit found it
@@ -61,15 +64,7 @@ def create_comparison(
     )
     # Same dataset, same seed, hence the same split: only the strategy differs.
     comparison.jobs = [
-        Job(
-            owner_id=owner.id,
-            dataset_id=payload.dataset_id,
-            model=payload.model,
-            strategy=strategy,
-            device=payload.device,
-            queue=queue,
-            params=resolve_params(params, strategy, dataset.task),
-        )
+        _job(payload, owner, strategy, queue, resolve_params(params, strategy, dataset.task))
         for strategy in strategies
     ]
     session.add(comparison)
@@ -77,6 +72,24 @@ def create_comparison(
     for job in comparison.jobs:
         send(job)
     return comparison
+
+
+def _job(
+    payload: ComparisonCreate, owner: User, strategy: Strategy, queue: str, params: dict[str, Any]
+) -> Job:
+    # Frozen features have no steps to split, so among stepping jobs asking for several
+    # devices theirs holds one (and says so in its settings).
+    devices = devices_for(strategy, params)
+    return Job(
+        owner_id=owner.id,
+        dataset_id=payload.dataset_id,
+        model=payload.model,
+        strategy=strategy,
+        device=payload.device,
+        queue=queue,
+        params={**params, "devices": devices},
+        devices=devices,
+    )
 
 
 def list_comparisons(session: Session, user: User, *, limit: int = 50) -> list[Comparison]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -21,11 +22,11 @@ from app.accounts.quotas import check_active_jobs
 from app.catalog import UnknownModel
 from app.config import Settings
 from app.datasets.models import Dataset, DatasetStatus
-from app.jobs.models import Job, JobCreate, JobLog, JobStatus, MetricPoint
+from app.jobs.models import Device, Job, JobCreate, JobLog, JobStatus, MetricPoint
 from app.jobs.params import JobParams, resolve_params
 from app.jobs.strategies import Strategy
 from app.queue import enqueue_training
-from app.workers.service import queue_for
+from app.workers.service import most_devices, queue_for
 from worker.training.spec import ENCODER_MAX_LENGTH
 from worker.training.tasks import get_task
 
@@ -55,11 +56,13 @@ def admit(
     strategies: list[Strategy],
     params: JobParams,
     owner: User,
+    device: Device = Device.auto,
 ) -> catalog.ModelEntry:
     """May `owner` queue these jobs? The time limit is allowed, the dataset exists (for this
-    user), the model reads what it holds and can run these strategies, and the user's quota
-    of active jobs has room; raises InvalidJob, DatasetNotFound, UnknownModel (with the
-    choices) or QuotaExceeded otherwise."""
+    user), the model reads what it holds and can run these strategies, a live worker on the
+    job's queue has the devices asked for, and the user's quota of active jobs has room;
+    raises InvalidJob, DatasetNotFound, UnknownModel (with the choices) or QuotaExceeded
+    otherwise."""
     check_time_limit(settings, params.time_limit_minutes, admin=owner.is_admin)
     dataset = session.get(Dataset, dataset_id)
     if dataset is None or not visible(owner, dataset):
@@ -80,6 +83,7 @@ def admit(
             f"max_length is {max_length} but encoders read at most {ENCODER_MAX_LENGTH} "
             "tokens; longer maximum lengths are for generation"
         )
+    check_devices(session, getattr(params, "devices", 1) or 1, strategies, device)
     entry = catalog.resolve(
         model, settings, modality=catalog.model_kind(dataset.modality, dataset.task)
     )
@@ -87,6 +91,44 @@ def admit(
         raise UnknownModel(f"finetune_lora cannot adapt {model}: {entry.lora_unavailable}")
     check_active_jobs(session, settings, owner, len(strategies))
     return entry
+
+
+def check_devices(
+    session: Session, devices: int, strategies: list[Strategy], device: Device
+) -> None:
+    """Several devices need steps to split (frozen features fit their head by L-BFGS on
+    cached features, in seconds) and a live worker with that many slots on the job's
+    queue: a job asking for more than any has would wait for ever."""
+    if devices <= 1:
+        return
+    if all(s is Strategy.transfer_frozen for s in strategies):
+        raise InvalidJob(
+            f"devices is {devices} but transfer_frozen fits its head by L-BFGS on cached "
+            "features in seconds, with no training steps to spread across devices; "
+            "leave devices at 1, or choose a strategy that trains steps"
+        )
+    queue = queue_for(session, device)
+    most = most_devices(session, queue)
+    if most < devices:
+        has = (
+            f"the most any live worker on the {queue} queue has is {most}"
+            if most
+            else f"no worker on the {queue} queue is alive"
+        )
+        ask = f"ask for {most} or fewer, or " if most > 1 else "leave devices at 1, or "
+        raise InvalidJob(
+            f"devices is {devices} but {has} (a worker's device slots are its GPUs; "
+            f"TUNEBOARD_WORKER_DEVICES overrides the count); {ask}start a worker with "
+            f"{'more GPUs' if queue == 'gpu' else 'more devices'}"
+        )
+
+
+def devices_for(strategy: Strategy, params: dict[str, Any]) -> int:
+    """How many device slots a job holds: its `devices`, but one for frozen features, which
+    have no steps to split (a comparison's frozen job among stepping ones)."""
+    if strategy is Strategy.transfer_frozen:
+        return 1
+    return int(params.get("devices") or 1)
 
 
 def check_time_limit(settings: Settings, minutes: int | None, *, admin: bool = False) -> None:
@@ -113,9 +155,11 @@ def create_job(session: Session, *, payload: JobCreate, settings: Settings, owne
         strategies=[payload.strategy],
         params=payload.params,
         owner=owner,
+        device=payload.device,
     )
     dataset = session.get(Dataset, payload.dataset_id)
     assert dataset is not None  # admit found it
+    params = resolve_params(payload.params.model_dump(), payload.strategy, dataset.task)
     job = Job(
         owner_id=owner.id,
         dataset_id=payload.dataset_id,
@@ -123,7 +167,8 @@ def create_job(session: Session, *, payload: JobCreate, settings: Settings, owne
         strategy=payload.strategy,
         device=payload.device,
         queue=queue_for(session, payload.device),
-        params=resolve_params(payload.params.model_dump(), payload.strategy, dataset.task),
+        params=params,
+        devices=devices_for(payload.strategy, params),
         status=JobStatus.queued,
     )
     session.add(job)

@@ -101,9 +101,11 @@ def change_columns(
 
 @router.get("/workers", response_model=Fleet)
 def list_workers(session: SessionDep, user: UserDep) -> Fleet:
-    """Live workers (heard from within three heartbeats), their queues and devices, and the
-    number of queued jobs on each queue. Hostnames and process ids are shown to admins only."""
-    return workers.fleet(session, admin=user.is_admin)
+    """Live workers (heard from within three heartbeats), their queues and devices, their
+    device slots and the running job on each busy one, and the number of queued jobs on each
+    queue. Hostnames and process ids are shown to admins only, job ids to those who may see
+    the job."""
+    return workers.fleet(session, viewer=user)
 
 
 @router.get("/models")

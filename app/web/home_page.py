@@ -28,7 +28,7 @@ def home(request: Request, session: SessionDep, user: UserDep) -> Response:
             "jobs": jobs.list_jobs(session, user, limit=10),
             "datasets": datasets.list_datasets(session, user)[:5],
             "comparisons": comparisons.list_comparisons(session, user, limit=5),
-            "fleet": workers.fleet(session, admin=user.is_admin),
+            "fleet": workers.fleet(session, viewer=user),
             "samples": samples.list_samples(),
         },
     )
@@ -37,5 +37,5 @@ def home(request: Request, session: SessionDep, user: UserDep) -> Response:
 @router.get("/workers/fragment", response_class=HTMLResponse)
 def fleet_fragment(request: Request, session: SessionDep, user: UserDep) -> Response:
     """The workers card, refreshed by the home page every few seconds."""
-    fleet = workers.fleet(session, admin=user.is_admin)
+    fleet = workers.fleet(session, viewer=user)
     return render(request, "home.html", {"fleet": fleet}, block="fleet")

@@ -27,6 +27,7 @@ from app.web.deps import JobDep, SessionDep, SettingsDep
 from app.web.errors import DOMAIN_ERRORS, error_body
 from app.web.sample_answers import before_and_after
 from app.web.templating import render
+from app.workers import service as workers
 from worker.training.tasks import TASKS, get_task
 from worker.training.tasks.base import SHARES
 
@@ -52,6 +53,11 @@ def _form_context(session: Session, settings: Settings, user: User, **extra: Any
     chosen = next((d for d in ready if str(d.id) == str(values.get("dataset_id"))), None)
     chosen = chosen or (ready[0] if ready else None)
     task = chosen.task if chosen else "classification"
+    # Several devices are offered only where a live worker could run them; CPU processes
+    # (gloo) are for trying data parallelism, so the form says when that is all there is.
+    gpu_slots = workers.most_devices(session, workers.GPU_QUEUE)
+    most_slots = max(gpu_slots, workers.most_devices(session, workers.CPU_QUEUE))
+    fields = [f for f in FORM_FIELDS if f.name != "devices" or most_slots > 1]
     return {
         "datasets": ready,
         "kinds": {d.id: catalog.model_kind(d.modality, d.task) for d in ready},
@@ -65,7 +71,9 @@ def _form_context(session: Session, settings: Settings, user: User, **extra: Any
         "not_offered": {name: t.not_offered for name, t in TASKS.items() if t.not_offered},
         "default_strategies": {name: default_strategy(name).value for name in TASKS},
         "devices": list(Device),
-        "form_fields": FORM_FIELDS,
+        "form_fields": fields,
+        "most_devices": most_slots,
+        "largest_is_cpu": gpu_slots < most_slots,
         "values": {},
         "compare": [],
         "errors": [],

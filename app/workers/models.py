@@ -35,6 +35,10 @@ class WorkerOut(BaseModel):
     pid: int | None
     queues: list[str]
     device: str
+    device_count: int
+    # Device slot → the running job holding it (None: a job this viewer may not see);
+    # a slot not listed is free.
+    busy_devices: dict[int, int | None] = {}
     started_at: datetime
     last_seen: datetime
 

@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from app.accounts.models import User
+from app.accounts.ownership import visible
 from app.config import get_settings
 from app.jobs.models import Device, Job, JobStatus
 from app.workers.models import Fleet, Worker, WorkerOut
@@ -26,13 +28,21 @@ def now() -> datetime:
 
 
 def beat(
-    session: Session, *, worker_id: str, hostname: str, pid: int, queues: list[str], device: str
+    session: Session,
+    *,
+    worker_id: str,
+    hostname: str,
+    pid: int,
+    queues: list[str],
+    device: str,
+    device_count: int = 1,
 ) -> None:
     worker = session.get(Worker, worker_id)
     if worker is None:
-        session.add(Worker(id=worker_id, hostname=hostname, pid=pid, queues=queues, device=device))
-    else:
-        worker.queues, worker.device, worker.last_seen = queues, device, now()
+        worker = Worker(id=worker_id, hostname=hostname, pid=pid)
+        session.add(worker)
+    worker.queues, worker.device, worker.device_count = queues, device, device_count
+    worker.last_seen = now()
     session.execute(delete(Worker).where(Worker.last_seen < now() - FORGET_AFTER))
     session.commit()
 
@@ -61,6 +71,12 @@ def queue_for(session: Session, device: Device) -> str:
     return GPU_QUEUE if gpu_alive else CPU_QUEUE
 
 
+def most_devices(session: Session, queue: str) -> int:
+    """The most device slots any live worker on `queue` has (0: none is alive): a job that
+    asks for more could never start."""
+    return max((w.device_count for w in alive(session) if queue in w.queues), default=0)
+
+
 def queue_depth(session: Session) -> dict[str, int]:
     """Queued jobs per queue, from the database (the source of truth, not the broker)."""
     rows = session.execute(
@@ -71,10 +87,32 @@ def queue_depth(session: Session) -> dict[str, int]:
     return depth
 
 
-def fleet(session: Session, *, admin: bool) -> Fleet:
-    """Live workers and queue depths; where they run (host, process) only for admins."""
-    workers = [WorkerOut.model_validate(w) for w in alive(session)]
-    if not admin:
+def busy_devices(session: Session, viewer: User) -> dict[str, dict[int, int | None]]:
+    """{worker id: {device slot: the running job holding it}}; a job the viewer may not see
+    is None there, so another user's job ids are not revealed (only that a slot is busy)."""
+    # device_ids is filtered here, not in SQL: a JSON column set to None may hold JSON null.
+    rows = session.scalars(
+        select(Job).where(Job.status == JobStatus.running, Job.worker_id.is_not(None))
+    )
+    busy: dict[str, dict[int, int | None]] = {}
+    for job in rows:
+        if job.worker_id is None or not job.device_ids:
+            continue
+        slots = busy.setdefault(job.worker_id, {})
+        for slot in job.device_ids:
+            slots[int(slot)] = job.id if visible(viewer, job) else None
+    return busy
+
+
+def fleet(session: Session, *, viewer: User) -> Fleet:
+    """Live workers, their busy device slots and queue depths; where they run (host,
+    process) only for admins."""
+    busy = busy_devices(session, viewer)
+    workers = [
+        WorkerOut.model_validate(w).model_copy(update={"busy_devices": busy.get(w.id, {})})
+        for w in alive(session)
+    ]
+    if not viewer.is_admin:
         workers = [
             w.model_copy(update={"id": f"worker {n}", "hostname": None, "pid": None})
             for n, w in enumerate(workers, start=1)
