@@ -132,7 +132,11 @@ def worker(
         "(playground questions), or predict-batch alone (batch files), or ingest alone "
         "(checking uploads)",
     ),
-    concurrency: int = typer.Option(1, help="Jobs trained at once by this worker"),
+    concurrency: int | None = typer.Option(
+        None,
+        help="Jobs trained at once by this worker, each holding a device slot (default: one "
+        "per GPU on the gpu queue, 1 on cpu; TUNEBOARD_WORKER_DEVICES overrides both)",
+    ),
 ) -> None:
     """Run a Celery worker that trains queued jobs (or answers playground questions)."""
     _logging()

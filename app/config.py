@@ -72,6 +72,12 @@ class Settings(BaseSettings):
 
     # Threads PyTorch may use in a worker; 0 means one per CPU core.
     torch_threads: int = 0
+    # Device slots a training worker announces (worker/device_slots.py): 0 means its GPUs
+    # (nvidia-smi) on the gpu queue and 1 on cpu. Set it to override: fewer GPUs than the
+    # machine has, or N > 1 on a CPU worker to run data-parallel jobs as N gloo processes.
+    worker_devices: int = 0
+    # A job waiting for enough free devices is looked at again this often.
+    device_wait_seconds: float = 5.0
     # A running job beats about once a second; one silent this long belongs to a dead worker
     # and is re-queued by the next worker housekeeping (up to max_attempts runs, then it fails).
     job_stale_seconds: float = 120.0

@@ -75,15 +75,23 @@ def _send(name: str, **options: Any) -> None:
         celery_app.send_task(name, **options)
 
 
-def enqueue_training(job_id: int, *, queue: str = "cpu") -> None:
+def enqueue_training(job_id: int, *, queue: str = "cpu", countdown: float | None = None) -> None:
     """Wake a worker on `queue` for a newly queued job. Call only after the job row is
     committed. The worker runs whichever queued job the database picks next (fair share,
     worker/fair_share.py), not necessarily `job_id`, so Celery's hard limit here is the
     longest any job may have; the claimed job's own limit is enforced by the worker
-    (worker/process_limits.py)."""
+    (worker/process_limits.py). `countdown`: deliver it that many seconds from now (a job
+    waiting for devices to come free)."""
     settings = get_settings()
     hard = hard_time_limit(settings, settings.max_job_time_limit_seconds)
-    _send(TRAIN_TASK, args=[job_id], kwargs={"queue": queue}, queue=queue, time_limit=hard)
+    _send(
+        TRAIN_TASK,
+        args=[job_id],
+        kwargs={"queue": queue},
+        queue=queue,
+        time_limit=hard,
+        countdown=countdown,
+    )
 
 
 def broker_queue_sizes(queues: list[str]) -> dict[str, int]:

@@ -8,7 +8,9 @@ first in line. The order:
 2. then the owner whose most recent job started longest ago (never started: first);
 3. then the oldest job.
 
-With one worker this is round-robin across users; with several it also spreads them.
+With one worker this is round-robin across users; with several it also spreads them. Only
+jobs whose devices fit in the worker's free device slots are candidates (device_slots.py):
+a smaller job behind a waiting bigger one runs first, rather than leave slots idle.
 
 Every job still sends exactly one message, so there are as many messages as queued jobs and
 each job is claimed eventually. A message whose own job was cancelled or already taken by an
@@ -22,15 +24,18 @@ that loses a race finds its UPDATE matched nothing and picks again.
 
 from __future__ import annotations
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session, aliased
 
 from app.jobs.models import Job, JobStatus
 from worker import job_records
+from worker.device_slots import Slots
 
 
-def next_in_line(queue: str) -> Select[int]:
-    """The id of the queued job on `queue` that should run next (see the module docstring)."""
+def next_in_line(queue: str, free: int | None = None) -> Select[int, int]:
+    """(id, devices) of the queued job on `queue` that should run next (see the module
+    docstring); with `free` device slots, of those that fit: asking for at most that many,
+    or resumed (attempts > 0), which take what is free."""
     running, started = aliased(Job), aliased(Job)
     running_now = (
         select(func.count())
@@ -43,9 +48,12 @@ def next_in_line(queue: str) -> Select[int]:
         .where(started.owner_id.is_not_distinct_from(Job.owner_id))
         .scalar_subquery()
     )
+    # (claim_next asks only with at least one slot free)
+    fits = or_(Job.devices <= free, Job.attempts > 0) if free is not None else None
     return (
-        select(Job.id)
+        select(Job.id, Job.devices)
         .where(Job.status == JobStatus.queued, Job.queue == queue)
+        .where(*([fits] if fits is not None else []))
         .where(Job.cancel_requested.is_(False))
         .order_by(running_now, last_start.asc().nulls_first(), Job.id)
         .limit(1)
@@ -53,17 +61,27 @@ def next_in_line(queue: str) -> Select[int]:
     )
 
 
-def claim_next(session: Session, *, queue: str) -> Job | None:
-    """Claim the next job on `queue` in fair-share order; None when nothing is queued there.
+def claim_next(session: Session, *, queue: str, slots: Slots | None = None) -> Job | None:
+    """Claim the next job on `queue` in fair-share order that fits in `slots`' free device
+    slots (taking them); None when no queued job there fits.
 
     Each pass either claims a job or finds that another worker claimed the candidate first
     (and so made progress), so the loop ends."""
     while True:
-        job_id = session.scalar(next_in_line(queue))
-        if job_id is None:
+        free = slots.free(session) if slots is not None else None
+        if free is not None and not free:
+            session.rollback()
+            return None
+        row = session.execute(next_in_line(queue, len(free) if free is not None else None))
+        candidate = row.first()
+        if candidate is None:
             session.rollback()  # end the read (and, on PostgreSQL, its transaction)
             return None
-        job = job_records.claim(session, job_id)  # commits, which releases the row lock
+        job_id, devices = int(candidate[0]), int(candidate[1])
+        taken = free[: max(1, devices)] if free is not None else None
+        job = job_records.claim(  # commits, which releases the row lock
+            session, job_id, worker_id=slots.worker_id if slots else None, device_ids=taken
+        )
         if job is not None:
             return job
 
@@ -71,3 +89,15 @@ def claim_next(session: Session, *, queue: str) -> Job | None:
 def queue_of(session: Session, job_id: int) -> str | None:
     """The queue a job's message went to (for messages that do not name one)."""
     return session.scalar(select(Job.queue).where(Job.id == job_id))
+
+
+def waiting(session: Session, queue: str, job_id: int) -> int | None:
+    """A job still queued on `queue` when none could be claimed: the message's own job, or
+    another (whose message this one may have spent by claiming in its stead); None when
+    nothing waits. Its message must not be dropped."""
+    own = session.scalar(select(Job.status).where(Job.id == job_id))
+    other = session.scalar(
+        select(Job.id).where(Job.status == JobStatus.queued, Job.queue == queue).limit(1)
+    )
+    session.rollback()
+    return job_id if own == JobStatus.queued else other

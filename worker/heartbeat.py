@@ -28,6 +28,7 @@ from app.db import get_sessionmaker
 from app.queue import broker_queue_sizes
 from app.workers import service as workers
 from worker import housekeeping
+from worker.device_slots import worker_id
 
 log = logging.getLogger("tuneboard.worker")
 SETTLE = timedelta(seconds=15)  # a new job's first message may still be on its way
@@ -64,10 +65,11 @@ def describe_device() -> str:
 
 
 class Heartbeat(threading.Thread):
-    def __init__(self, queues: list[str]) -> None:
+    def __init__(self, queues: list[str], device_count: int = 1) -> None:
         super().__init__(name="tuneboard-heartbeat", daemon=True)
         self.queues = queues
-        self.worker_id = f"{socket.gethostname()}:{os.getpid()}"
+        self.device_count = device_count  # its device slots (worker/device_slots.py)
+        self.worker_id = worker_id()
         self.device = describe_device()
         self.stopping = threading.Event()
 
@@ -94,6 +96,7 @@ class Heartbeat(threading.Thread):
                 pid=os.getpid(),
                 queues=self.queues,
                 device=self.device,
+                device_count=self.device_count,
             )
 
     def maintain(self) -> None:

@@ -19,8 +19,15 @@ from app.jobs.service import now
 from app.jobs.strategies import Strategy
 
 
-def claim(session: Session, job_id: int) -> Job | None:
-    """Atomically move a queued job to running; None if someone else has it or it is gone."""
+def claim(
+    session: Session,
+    job_id: int,
+    *,
+    worker_id: str | None = None,
+    device_ids: list[int] | None = None,
+) -> Job | None:
+    """Atomically move a queued job to running, held by `worker_id` on its `device_ids`
+    slots; None if someone else has it or it is gone."""
     result = session.execute(
         update(Job)
         .where(Job.id == job_id, Job.status == JobStatus.queued, Job.cancel_requested.is_(False))
@@ -30,6 +37,8 @@ def claim(session: Session, job_id: int) -> Job | None:
             started_at=now(),
             heartbeat_at=now(),
             attempts=Job.attempts + 1,
+            worker_id=worker_id,
+            device_ids=device_ids,
         )
     )
     session.commit()
@@ -111,3 +120,30 @@ def drop_metrics_after(session: Session, job_id: int, *, step: int) -> int:
     )
     session.commit()
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def requeue(session: Session, job_id: int, *, reason: str, max_attempts: int) -> bool:
+    """A running job whose process group lost a rank goes back to the queue to resume from
+    its checkpoint (or fails once it has used up its attempts, with `reason`). True when it
+    was queued again; the caller then sends its message."""
+    job = session.get(Job, job_id)
+    if job is None:
+        return False
+    again = job.attempts < max_attempts
+    values: dict[str, Any] = (
+        {"status": JobStatus.queued, "phase": "queued again (a device process was lost)"}
+        if again
+        else {
+            "status": JobStatus.failed,
+            "phase": "failed",
+            "finished_at": now(),
+            "error": f"{reason} during each of {job.attempts} attempts",
+        }
+    )
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.running)
+        .values(**values, worker_id=None, device_ids=None)
+    )
+    session.commit()
+    return again and result.rowcount == 1  # type: ignore[attr-defined]

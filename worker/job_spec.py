@@ -5,7 +5,10 @@ answer). The Celery task (tasks.py) claims, runs and records; this builds what i
 
 from __future__ import annotations
 
+import os
 from collections import Counter
+from dataclasses import replace
+from typing import Any
 
 from app import catalog
 from app.config import get_settings
@@ -17,13 +20,16 @@ from app.jobs.params import resolve_params
 from app.jobs.recommend import recommend
 from app.jobs.strategies import Strategy
 from worker import job_records
-from worker.db_reporter import DatabaseReporter
 
 
-def train(job: Job, reporter: DatabaseReporter):  # noqa: ANN202 - TrainResult, imported lazily
-    """Build the job's training spec (resolving Auto first) and run it."""
+def train(job: Job, reporter: Any, group: Any = None):  # noqa: ANN202 - TrainResult | None
+    """Build the job's training spec (resolving Auto first) and run it: alone, or as one
+    rank of `group` (worker/ddp_job.py; rank 0 returns the result, the others None)."""
     from worker.model_source import local_model_path, pick_device
-    from worker.training.run import run_training
+    from worker.training.distributed import SINGLE
+    from worker.training.run import run_rank
+
+    group = group or SINGLE
 
     settings = get_settings()
     reporter.log(f"loading dataset {job.dataset.name!r}")
@@ -37,10 +43,17 @@ def train(job: Job, reporter: DatabaseReporter):  # noqa: ANN202 - TrainResult, 
     )
     model_path = local_model_path(entry)
     strategy = job.strategy
-    if strategy is Strategy.auto:
-        strategy = choose_strategy(job, data, entry, model_path, device, reporter)
+    if strategy is Strategy.auto:  # rank 0 chooses (and records); the others follow
+        choice = None
+        if group.main:
+            choice = choose_strategy(job, data, entry, model_path, device, reporter)
+        strategy = group.share(choice)
     params = resolve_params(job.params, strategy, job.dataset.task)
-    return run_training(spec_for(job, data, entry, model_path, strategy, params, device), reporter)
+    spec = spec_for(job, data, entry, model_path, strategy, params, device)
+    if group.parallel and device == "cpu":  # the cores shared out among the ranks
+        threads = spec.torch_threads or os.cpu_count() or 1
+        spec = replace(spec, torch_threads=max(1, threads // group.world))
+    return run_rank(spec, reporter, group)
 
 
 def spec_for(job, data, entry, model_path, strategy, params, device):  # noqa: ANN001, ANN202

@@ -20,13 +20,16 @@ server and the single-question worker (worker/process_limits.py).
 
 from __future__ import annotations
 
+import os
+
 from app.queue import INGEST_QUEUE, PREDICT_BATCH_QUEUE, PREDICT_QUEUE, PREDICT_QUEUES, celery_app
+from worker.device_slots import SLOTS_VARIABLE
 
 # A checking process is about 100 MB between checks; one that read a big file is replaced.
 INGEST_CHILD_MAX_RSS_MB = 400
 
 
-def run_worker(*, queues: str, concurrency: int) -> None:
+def run_worker(*, queues: str, concurrency: int | None) -> None:
     from worker.allocator import keep_freed_memory
 
     keep_freed_memory()  # before anything big is allocated; forked children inherit it
@@ -76,7 +79,11 @@ def run_worker(*, queues: str, concurrency: int) -> None:
     elif names == {INGEST_QUEUE}:
         pool = ["--concurrency=1", f"--max-memory-per-child={INGEST_CHILD_MAX_RSS_MB * 1024}"]
     else:
-        pool = [f"--concurrency={concurrency}", "--max-tasks-per-child=1"]
+        # One child per device slot (worker/device_slots.py): a job holds one or several.
+        from worker.device_slots import announce
+
+        slots = announce(sorted(names), concurrency)
+        pool = [f"--concurrency={slots}", "--max-tasks-per-child=1"]
     if names - {PREDICT_QUEUE, "ingest"}:  # training and batch files give way to the web
         from app.config import get_settings
         from worker.process_limits import lower_priority
@@ -85,7 +92,7 @@ def run_worker(*, queues: str, concurrency: int) -> None:
         lower_priority(limits.worker_nice, sched_idle=limits.worker_sched_idle)
     from worker.heartbeat import Heartbeat
 
-    heartbeat = Heartbeat(sorted(names))
+    heartbeat = Heartbeat(sorted(names), device_count=int(os.environ.get(SLOTS_VARIABLE, "1")))
     heartbeat.start()
     try:
         celery_app.worker_main(

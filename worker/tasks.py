@@ -15,10 +15,11 @@ from app.db import get_sessionmaker
 from app.jobs import service as jobs
 from app.jobs.artifacts import job_dir
 from app.jobs.models import Job, JobStatus
-from app.queue import TRAIN_TASK, celery_app, hard_time_limit
+from app.queue import TRAIN_TASK, celery_app, enqueue_training, hard_time_limit
 from app.workers.service import CPU_QUEUE
-from worker import fair_share, job_records
+from worker import device_slots, fair_share, job_records
 from worker.db_reporter import DatabaseReporter
+from worker.ddp_job import RanksLost, launch
 from worker.job_spec import train
 from worker.process_limits import arm_hard_time_limit, disarm_hard_time_limit
 
@@ -32,14 +33,24 @@ def run_job(job_id: int, queue: str | None = None) -> None:
     sessions = get_sessionmaker()
     with sessions() as session:
         queue = queue or fair_share.queue_of(session, job_id) or CPU_QUEUE
-        job = fair_share.claim_next(session, queue=queue)
+        slots = device_slots.Slots.of_parent(queue)
+        with device_slots.claiming(slots):
+            job = fair_share.claim_next(session, queue=queue, slots=slots)
         if job is None:
-            log.info(
-                "job %s is not queued (taken, finished or cancelled) and no other job waits "
-                "on %s; skipping",
-                job_id,
-                queue,
-            )
+            waiting = fair_share.waiting(session, queue, job_id)
+            if waiting is not None:
+                # Queued jobs, none of which fits in the free device slots: the message comes
+                # back later, so a job runs once the devices it asked for are free.
+                log.info("job %s waits for free devices on %s", waiting, queue)
+                wait = get_settings().device_wait_seconds
+                enqueue_training(waiting, queue=queue, countdown=wait)
+            else:
+                log.info(
+                    "job %s is not queued (taken, finished or cancelled) and no other job "
+                    "waits on %s; skipping",
+                    job_id,
+                    queue,
+                )
             return
     if job.id != job_id:
         log.info("message for job %s: job %s is next in fair-share order", job_id, job.id)
@@ -62,7 +73,24 @@ def _run(job: Job, sessions: sessionmaker[Session], limit: float) -> None:
     from worker.training.reporting import Cancelled
 
     try:
-        result = train(job, reporter)
+        if len(job.device_ids or []) > 1:
+            result = launch(job, reporter, limit)  # one process per device (ddp_job.py)
+        else:
+            device_slots.pin(job.device_ids)  # this job's own GPU, as cuda:0
+            result = train(job, reporter)
+    except RanksLost as exc:
+        # A device process died (killed, out of memory): the checkpoint stays, and the job
+        # resumes from it like a job whose worker was lost (on as many devices as are free).
+        reporter.log(f"a device process was lost: {exc}")
+        log.warning("job %s: %s", job_id, exc)
+        settings = get_settings()
+        with sessions() as session:
+            lost = "a device process was lost"
+            again = job_records.requeue(
+                session, job_id, reason=lost, max_attempts=settings.max_attempts
+            )
+        if again:
+            enqueue_training(job_id, queue=job.queue)
     except Cancelled:
         _discard_checkpoint(job_id)  # a cancelled or timed-out job is never resumed
         if reporter.timed_out:

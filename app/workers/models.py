@@ -21,6 +21,8 @@ class Worker(Base):
     pid: Mapped[int] = mapped_column(Integer)
     queues: Mapped[list[str]] = mapped_column(JSON)
     device: Mapped[str] = mapped_column(String(200))  # "cpu (16 cores)", "cuda: NVIDIA H100"
+    # Device slots: its GPUs (or TUNEBOARD_WORKER_DEVICES); a job holds one or more of them.
+    device_count: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

@@ -11,6 +11,9 @@ as TrainSpec.output_dir); these functions take that folder.
     export/                         what the ZIP is made from (export.py)
       model/                        the weights, as a user loads them
     export.zip                      the download, present only complete
+    ranks/                          a job on several devices (worker/ddp_job.py):
+      ranks.log                     torchrun's and the ranks' output
+      rank-<r>.json                 how each rank ended (succeeded, cancelled, failed)
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ SAMPLES = "samples.json"
 ADAPTER_DIR = "adapter"
 EXPORT_DIR = "export"
 EXPORT_ZIP = "export.zip"
+RANKS_DIR = "ranks"
 
 
 def checkpoint(folder: Path) -> Path:
@@ -53,3 +57,12 @@ def exported_model(folder: Path) -> Path:
 
 def export_zip(folder: Path) -> Path:
     return folder / EXPORT_ZIP
+
+
+def ranks_dir(folder: Path) -> Path:
+    """A data-parallel run's process output and each rank's outcome."""
+    return folder / RANKS_DIR
+
+
+def rank_outcome(folder: Path, rank: int) -> Path:
+    return ranks_dir(folder) / f"rank-{rank}.json"
