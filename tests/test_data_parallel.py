@@ -5,7 +5,6 @@ checkpoint of either resuming in the other."""
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -36,9 +35,8 @@ def no_dropout_bert(tmp_path_factory) -> str:
 
 def spec_in(root: Path, model: str, strategy: str = "finetune_full", **params):
     examples = synthetic_examples(75, seed=8)  # 45 train rows: a last batch of 5 in each epoch
-    spec = make_spec(
-        root, model, strategy, examples, epochs=3, batch_size=8, learning_rate=2e-3, **params
-    )
+    settings = {"epochs": 3, "batch_size": 8, "learning_rate": 2e-3, **params}
+    spec = make_spec(root, model, strategy, examples, **settings)
     return replace(spec, torch_threads=1, checkpoint_every_seconds=0.0)
 
 
@@ -46,10 +44,17 @@ def series(events, name: str) -> list[float]:
     return [values[name] for _, _, values in events if name in values]
 
 
-def test_two_ranks_train_what_one_process_trains(tmp_path, no_dropout_bert):
-    alone = MemoryReporter()
-    expected = run_training(spec_in(tmp_path / "alone", no_dropout_bert), alone).metrics
-    group = train_in_group(spec_in(tmp_path / "group", no_dropout_bert, devices=2), ranks=2)
+@pytest.fixture(scope="module")
+def alone(tmp_path_factory, no_dropout_bert) -> tuple[dict, MemoryReporter]:
+    """The uninterrupted single-process run every test compares with."""
+    reporter = MemoryReporter()
+    spec = spec_in(tmp_path_factory.mktemp("alone"), no_dropout_bert)
+    return run_training(spec, reporter).metrics, reporter
+
+
+def test_two_ranks_train_what_one_process_trains(tmp_path, no_dropout_bert, alone):
+    expected, reporter = alone
+    group = train_in_group(spec_in(tmp_path, no_dropout_bert, devices=2), ranks=2)
 
     got = group["metrics"]
     assert any("2 × cpu, data-parallel" in line for line in group["logs"])
@@ -58,21 +63,19 @@ def test_two_ranks_train_what_one_process_trains(tmp_path, no_dropout_bert):
         assert got[key] == pytest.approx(expected[key], abs=TOLERANCE), key
     assert got["best_epoch"] == expected["best_epoch"]
     # Rank 0 reports the whole batch's loss (both ranks' shares), on the same steps.
-    assert series(group["metric_events"], "train_loss") == pytest.approx(
-        alone.series and [v for _, v in alone.series("train_loss")], abs=TOLERANCE
-    )
+    train_loss = [v for _, v in reporter.series("train_loss")]
+    assert series(group["metric_events"], "train_loss") == pytest.approx(train_loss, abs=TOLERANCE)
     assert [s for s, _, v in group["metric_events"] if "val_loss" in v] == [
-        s for s, _ in alone.series("val_loss")
+        s for s, _ in reporter.series("val_loss")
     ]
 
 
 @pytest.mark.parametrize("first", ["group", "alone"])
-def test_a_checkpoint_resumes_across_group_sizes(tmp_path, no_dropout_bert, first):
+def test_a_checkpoint_resumes_across_group_sizes(tmp_path, no_dropout_bert, alone, first):
     """Stopped mid-epoch 2 by one kind of run, finished by the other: the end is the
-    uninterrupted run's (lp_ft: its probe, fitted by rank 0, travels in the checkpoint)."""
-    whole = spec_in(tmp_path / "whole", no_dropout_bert, "lp_ft")
-    expected = run_training(whole, MemoryReporter()).metrics
-    spec = spec_in(tmp_path / "split", no_dropout_bert, "lp_ft", devices=2)
+    uninterrupted run's."""
+    expected, _ = alone
+    spec = spec_in(tmp_path, no_dropout_bert, devices=2)
     if first == "group":
         stopped = train_in_group(spec, ranks=2, cancel_after_steps=9)
         assert stopped["cancelled"]
@@ -89,7 +92,15 @@ def test_a_checkpoint_resumes_across_group_sizes(tmp_path, no_dropout_bert, firs
         outcome = train_in_group(spec, ranks=2)
         metrics, logs = outcome["metrics"], outcome["logs"]
     assert any("resumed from a checkpoint" in line for line in logs), logs
-    for key in ("val_loss", "test_loss", "test_accuracy", "probe_val_macro_f1"):
+    for key in ("val_loss", "test_loss", "test_accuracy"):
         assert metrics[key] == pytest.approx(expected[key], abs=TOLERANCE), key
     assert not checkpoint.path_in(spec.output_dir).exists()
-    shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_lp_ft_probe_is_fitted_once_and_shared(tmp_path, no_dropout_bert):
+    """lp_ft in a group: rank 0 fits the probe; every rank fine-tunes from its weights."""
+    spec = spec_in(tmp_path / "one", no_dropout_bert, "lp_ft", epochs=1)
+    expected = run_training(spec, MemoryReporter()).metrics
+    group = train_in_group(replace(spec, output_dir=tmp_path / "two"), ranks=2)["metrics"]
+    for key in ("probe_val_macro_f1", "val_loss", "test_loss"):
+        assert group[key] == pytest.approx(expected[key], abs=TOLERANCE), key
