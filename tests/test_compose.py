@@ -330,16 +330,17 @@ def test_worker_queues_are_known_and_predict_is_alone() -> None:
     assert queues["worker-ingest"] == {INGEST_QUEUE}
 
 
-def test_gpu_worker_reserves_one_gpu_and_trains_one_job_at_a_time() -> None:
+def test_gpu_worker_takes_every_gpu_as_its_device_slots() -> None:
     for service, names in worker_queues().items():
         if GPU_QUEUE in names:
             _, params = parse_cli(command(service))
-            assert params["concurrency"] == 1, f"{service}: one GPU trains one job at a time"
+            # No --concurrency: the worker has one slot per GPU it sees (device_slots.py).
+            assert params["concurrency"] is None, f"{service}: slots come from its GPUs"
             reserved = gpu_reservations(service)
-            assert len(reserved) == 1, f"{service} reserves {reserved}, not one NVIDIA device"
+            assert len(reserved) == 1, f"{service} reserves {reserved}, not one NVIDIA entry"
             device = reserved[0]
             assert device.get("driver") == "nvidia", f"{service}: driver {device.get('driver')}"
-            assert device.get("count") == 1, f"{service}: count {device.get('count')}, not 1"
+            assert device.get("count") == "all", f"{service}: count {device.get('count')}"
             assert "gpu" in device.get("capabilities", []), f"{service}: no gpu capability"
     for service in SERVICES:
         if GPU_QUEUE not in worker_queues().get(service, set()):
