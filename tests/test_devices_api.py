@@ -222,3 +222,28 @@ def test_home_page_and_job_page_show_the_slots(
     page = client.get(f"/jobs/{job_id}").text
     assert "devices: 1 (slot 1)" in page and CPU_WORKER not in page
     assert f"devices: 1 (slot 1 on {CPU_WORKER})" in admin_client.get(f"/jobs/{job_id}").text
+
+
+def test_the_form_queues_a_two_device_job_and_shows_a_refusal(
+    client: TestClient,
+    dataset_id: int,
+    tiny_model_id: str,
+    two_slot_workers: None,
+    made_jobs: list[int],
+) -> None:
+    form = {
+        "dataset_id": str(dataset_id),
+        "model": tiny_model_id,
+        "strategy": "finetune_full",
+        "device": "cpu",
+        "devices": "2",
+    }
+    response = client.post("/jobs", data=form, follow_redirects=False)
+    assert response.status_code == 303, response.text
+    job_id = int(response.headers["location"].rsplit("/", 1)[-1])
+    made_jobs.append(job_id)
+    assert client.get(f"/api/v1/jobs/{job_id}").json()["params"]["devices"] == 2
+    # More than any live worker has: the form comes back with the reason, nothing queued.
+    refused = client.post("/jobs", data={**form, "devices": "5"})
+    assert refused.status_code == 422
+    assert "ask for 2 or fewer" in refused.text
