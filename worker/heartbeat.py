@@ -37,10 +37,31 @@ SETTLE = timedelta(seconds=15)  # a new job's first message may still be on its 
 # client. A child forked mid-call inherits their locks held, with no thread left to release
 # them, and hangs at its first query (seen: a job received, never claimed). So a fork waits
 # for the heartbeat's current round, and the heartbeat never starts one mid-fork.
-_round = threading.Lock()
+# The same guard covers the embedded broker's calls (guard_sql_broker), which the heartbeat
+# makes too (broker_queue_sizes): hence reentrant.
+_round = threading.RLock()
 os.register_at_fork(
     before=_round.acquire, after_in_parent=_round.release, after_in_child=_round.release
 )
+
+
+def guard_sql_broker() -> None:
+    """The embedded broker (kombu's SQL transport, on SQLite) is polled by the worker's main
+    thread while the pool forks children from another. SQLite takes a process-wide mutex to
+    lock its files, so a child forked while a poll held it inherits it locked and hangs at
+    its first query (seen: a child stuck in sqlite3.connect before its claim, a suite run on
+    2026-12-01). Each call into the transport is made under the fork guard."""
+    from kombu.transport import sqlalchemy as sql_transport
+
+    channel = sql_transport.Channel
+    for name in ("_open", "_new_queue", "_put", "_get", "_purge", "_size"):
+        original = getattr(channel, name)
+
+        def guarded(self, *args, __original=original, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+            with _round:
+                return __original(self, *args, **kwargs)
+
+        setattr(channel, name, guarded)
 
 
 def describe_device() -> str:

@@ -90,7 +90,11 @@ def run_worker(*, queues: str, concurrency: int | None) -> None:
 
         limits = get_settings()
         lower_priority(limits.worker_nice, sched_idle=limits.worker_sched_idle)
-    from worker.heartbeat import Heartbeat
+    from app.config import get_settings as current_settings
+    from worker.heartbeat import Heartbeat, guard_sql_broker
+
+    if current_settings().broker_url.startswith("sqla+"):
+        guard_sql_broker()
 
     heartbeat = Heartbeat(sorted(names), device_count=int(os.environ.get(SLOTS_VARIABLE, "1")))
     heartbeat.start()

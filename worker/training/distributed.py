@@ -183,17 +183,21 @@ class QuietReporter:
 SINGLE = Group()
 
 
-def join(device: str) -> Group:
+def join(device: str, backend: str | None = None) -> Group:
     """Join the group torchrun started this process in (its RANK, WORLD_SIZE, LOCAL_RANK and
     rendezvous variables): NCCL on CUDA, each rank on its own GPU (the worker has made only
-    the job's GPUs visible), gloo on the CPU. The process also dies with its launcher, so a
-    worker killed outright leaves no rank behind."""
+    the job's GPUs visible), gloo on the CPU. `backend="gloo"` on CUDA lets ranks share GPUs
+    (bench/gpu_training_check.py on a one-GPU machine; NCCL refuses two ranks on one GPU).
+    The process also dies with its launcher, so a worker killed outright leaves no rank."""
     die_with_parent()
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     if device != "cpu" and torch.cuda.is_available():
-        local = int(os.environ.get("LOCAL_RANK", rank))
+        local = int(os.environ.get("LOCAL_RANK", rank)) % torch.cuda.device_count()
         torch.cuda.set_device(local)
-        dist.init_process_group("nccl", device_id=torch.device("cuda", local))
+        if (backend or "nccl") == "nccl":
+            dist.init_process_group("nccl", device_id=torch.device("cuda", local))
+        else:
+            dist.init_process_group(backend)
     else:
         dist.init_process_group("gloo")
     return Group(rank=rank, world=world)
