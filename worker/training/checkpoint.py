@@ -66,3 +66,22 @@ def identity(spec_fields: dict[str, Any]) -> str:
     """What a checkpoint must match to be resumed: the same strategy, settings, model and
     data. A job whose settings changed (it cannot, today) would start afresh."""
     return json.dumps(spec_fields, sort_keys=True, default=str)
+
+
+def snapshot(tensors: list[tuple[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Copies of named tensors on the CPU: what a checkpoint (or the best epoch) keeps."""
+    return {name: t.detach().to("cpu", copy=True) for name, t in tensors}
+
+
+def rng_state(source: Any) -> dict[str, Any]:
+    """The row source's own generator (image augmentation). Batches are drawn from (seed,
+    epoch) alone; dropout's generator is torch's, saved beside this."""
+    rng = getattr(source, "rng", None)
+    return {"rows": rng.bit_generator.state if rng is not None else None}
+
+
+def restore_rng(state: dict[str, Any], torch_rng: torch.Tensor, source: Any) -> None:
+    torch.set_rng_state(torch_rng)
+    rng = getattr(source, "rng", None)
+    if rng is not None and state["rows"] is not None:
+        rng.bit_generator.state = state["rows"]

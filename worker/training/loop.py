@@ -22,6 +22,7 @@ from torch import nn
 from worker.training import checkpoint
 from worker.training.distributed import SINGLE, Group
 from worker.training.evaluation import Forward, predict_logits
+from worker.training.optimizer import adamw, set_rate, warmup_then_decay
 from worker.training.reporting import Cancelled, Reporter
 from worker.training.spec import TrainParams
 from worker.training.tasks import JobTask
@@ -96,47 +97,22 @@ def fit(
     # batch norms in train mode update (running statistics) — small next to the weights.
     kept = trainable + list(model.named_buffers())
 
-    # AdamW with the usual transformer recipe: no weight decay on biases and norm weights;
-    # the head's parameters at their own rate where the classifier asks for one.
-    head_scale = 1.0
-    if head_learning_rate is not None and learning_rate > 0:
-        head_scale = head_learning_rate / learning_rate
-    groups = []
-    for in_head in (False, True):
-        for decays in (True, False):
-            chosen = [
-                p
-                for name, p in trainable
-                if (p.ndim >= 2) == decays and _under(name, head_modules) == in_head
-            ]
-            if chosen:
-                groups.append(
-                    {
-                        "params": chosen,
-                        "weight_decay": params.weight_decay if decays else 0.0,
-                        "scale": head_scale if in_head else 1.0,
-                    }
-                )
-    optimizer = torch.optim.AdamW(
-        groups,
-        lr=learning_rate,
-        fused=True,  # one kernel over all parameters: ~6× faster steps than foreach on CPU too
+    optimizer = adamw(
+        trainable,
+        learning_rate=learning_rate,
+        weight_decay=params.weight_decay,
+        head_modules=head_modules,
+        head_learning_rate=head_learning_rate,
     )
-
-    # Linear warmup then linear decay to zero at the last step. Warmup keeps the first,
-    # noisy steps from knocking pretrained weights (or a fresh head) far off course.
     # Gradient accumulation: `accumulate` batches make one optimizer step (the last group of
     # an epoch may be smaller), so a step's effective batch is batch_size × accumulate.
     accumulate = params.gradient_accumulation
     batches_per_epoch = math.ceil(len(train_idx) / params.batch_size)
     steps_per_epoch = math.ceil(batches_per_epoch / accumulate)
     total_steps = params.epochs * steps_per_epoch
-    warmup_steps = int(params.warmup_ratio * total_steps)
-
-    def lr_at(step: int) -> float:
-        if step < warmup_steps:
-            return learning_rate * (step + 1) / (warmup_steps + 1)
-        return learning_rate * max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+    lr_at = warmup_then_decay(
+        learning_rate, total_steps=total_steps, warmup_steps=int(params.warmup_ratio * total_steps)
+    )
 
     all_targets = task.targets()
     headline = task.headline
@@ -152,7 +128,7 @@ def fit(
             after.best_validation,
             after.best_logits,
         )
-        best_state = _snapshot(kept)
+        best_state = checkpoint.snapshot(kept)
     step, train_examples, train_seconds = 0, 0, 0.0
     epochs_without_gain, stopped_early, last_epoch = 0, False, first_epoch
     start_epoch, skip_batches = first_epoch, 0
@@ -168,7 +144,7 @@ def fit(
         step, train_examples, train_seconds = meta["step"], meta["train_examples"], meta["seconds"]
         epochs_without_gain, last_epoch = meta["epochs_without_gain"], meta["last_epoch"]
         start_epoch, skip_batches = meta["epoch"], meta["batch"]
-        _set_rng(meta["rng"], resume["torch_rng"], source)
+        checkpoint.restore_rng(meta["rng"], resume["torch_rng"], source)
         reporter.log(
             f"resumed from a checkpoint at step {first_step + step} "
             f"(epoch {start_epoch + 1}, batch {skip_batches})"
@@ -196,14 +172,14 @@ def fit(
             "epochs_without_gain": epochs_without_gain,
             "last_epoch": last_epoch,
             "after": _outcome_meta(after),
-            "rng": _rng_state(source),
+            "rng": checkpoint.rng_state(source),
             "info": checkpoints.info,
         }
         checkpoint.save(
             checkpoints.path,
             {
                 "meta": meta,
-                "tensors": _snapshot(kept),
+                "tensors": checkpoint.snapshot(kept),
                 "optimizer": optimizer.state_dict(),
                 "best_tensors": best_state if best_state is not None else {},
                 "best_logits": torch.from_numpy(np.ascontiguousarray(best_logits)),
@@ -247,8 +223,7 @@ def fit(
             window_batches += 1
             if not steps_now:
                 continue
-            for param_group in optimizer.param_groups:
-                param_group["lr"] = lr_at(step) * param_group["scale"]
+            set_rate(optimizer, lr_at(step))
             torch.nn.utils.clip_grad_norm_([p for _, p in trainable], MAX_GRAD_NORM)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -301,7 +276,7 @@ def fit(
         )
         if headline.better(scores[headline.key], best_validation[headline.key]):
             best_epoch, best_validation, best_logits = epoch + 1, scores, val_logits
-            best_state = _snapshot(kept)
+            best_state = checkpoint.snapshot(kept)
             epochs_without_gain = 0
         else:
             epochs_without_gain += 1
@@ -334,12 +309,6 @@ def fit(
     )
 
 
-def _under(name: str, modules: tuple[str, ...]) -> bool:
-    """Whether parameter `name` belongs to one of `modules`, also when a PEFT wrapper has
-    prefixed it ("base_model.model.head.modules_to_save.default.linear.weight")."""
-    return any(f".{path}." in f".{name}" for path in modules)
-
-
 def _keep_norm_statistics(model: nn.Module) -> None:
     """Batch norms stay in eval mode, normalising with their pretrained running statistics
     (their scale and shift still train where their block does). In train mode they would
@@ -366,24 +335,6 @@ def outcome_from(state: dict[str, Any]) -> FitOutcome | None:
     if meta is None:
         return None
     return FitOutcome(**meta, best_logits=state["after_logits"].numpy())
-
-
-def _rng_state(source: BatchSource) -> dict[str, Any]:
-    # Batches are drawn from (seed, epoch) alone; what else is random is dropout (torch's
-    # generator, saved beside this) and image augmentation (the rows' own generator).
-    rng = getattr(source, "rng", None)
-    return {"rows": rng.bit_generator.state if rng is not None else None}
-
-
-def _set_rng(state: dict[str, Any], torch_rng: torch.Tensor, source: BatchSource) -> None:
-    torch.set_rng_state(torch_rng)
-    rng = getattr(source, "rng", None)
-    if rng is not None and state["rows"] is not None:
-        rng.bit_generator.state = state["rows"]
-
-
-def _snapshot(tensors: list[tuple[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-    return {name: t.detach().to("cpu", copy=True) for name, t in tensors}
 
 
 def _report_train_loss(
