@@ -24,6 +24,7 @@ Pure: torch only, no database (the rank's entry point, worker/ddp_job.py, builds
 from __future__ import annotations
 
 import ctypes
+import inspect
 import os
 import signal
 from collections.abc import Callable, Iterator
@@ -129,6 +130,14 @@ class _Forward(nn.Module):
         return self.run(batch)
 
 
+# torch 2.13 renamed the switch (and warns on the old name); older releases know only it.
+_NO_BUFFER_SYNC: dict[str, Any] = (
+    {"forward_sync_buffers": False}
+    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters
+    else {"broadcast_buffers": False}
+)
+
+
 class Stepper:
     """`stepper(batch)` for a training forward; `stepper.accumulating()` around a batch whose
     gradients wait for a later one (no all-reduce until the group's last batch)."""
@@ -143,7 +152,7 @@ class Stepper:
                 device_ids=[device.index] if device.type == "cuda" else None,
                 # Buffers do not train (batch norms keep their statistics, loop.py), and a
                 # broadcast at every forward would be a collective evaluation must not need.
-                broadcast_buffers=False,
+                **_NO_BUFFER_SYNC,
                 # A head or block some batches leave unused must not stall the reduction.
                 find_unused_parameters=True,
             )
