@@ -48,23 +48,27 @@ def worker_id(pid: int | None = None) -> str:
     return f"{socket.gethostname()}:{pid if pid is not None else os.getpid()}"
 
 
-@functools.cache
-def gpu_count() -> int:
-    """GPUs nvidia-smi lists (0 without one). Not torch: initialising CUDA in a worker's
-    main process would break it in every child it forks."""
+def gpu_names() -> list[str]:
+    """The GPUs nvidia-smi lists (none without it). Not torch: initialising CUDA in a
+    worker's main process would break it in every child it forks."""
     if not shutil.which("nvidia-smi"):
-        return 0
+        return []
     try:
         out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=index", "--format=csv,noheader"],
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
             capture_output=True,
             text=True,
             timeout=10,
             check=True,
         ).stdout
     except (OSError, subprocess.SubprocessError):
-        return 0
-    return len([line for line in out.splitlines() if line.strip()])
+        return []
+    return [line.strip() for line in out.splitlines() if line.strip()]
+
+
+@functools.cache
+def gpu_count() -> int:
+    return len(gpu_names())
 
 
 SLOTS_VARIABLE = "TUNEBOARD_WORKER_SLOTS"  # the parent's count, inherited by its children

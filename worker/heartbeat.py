@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import socket
-import subprocess
 import threading
 import time
 from datetime import timedelta
@@ -28,7 +26,7 @@ from app.db import get_sessionmaker
 from app.queue import broker_queue_sizes
 from app.workers import service as workers
 from worker import housekeeping
-from worker.device_slots import worker_id
+from worker.device_slots import gpu_names, worker_id
 
 log = logging.getLogger("tuneboard.worker")
 SETTLE = timedelta(seconds=15)  # a new job's first message may still be on its way
@@ -65,24 +63,9 @@ def guard_sql_broker() -> None:
 
 
 def describe_device() -> str:
-    """ "cuda: <names>" where nvidia-smi sees GPUs, else "cpu (N cores)". Asked of
-    nvidia-smi, not torch: initialising CUDA in this parent would break it in every child it
-    forks."""
-    if shutil.which("nvidia-smi"):
-        try:
-            names = subprocess.run(
-                ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-                capture_output=True,
-                text=True,
-                timeout=10,
-                check=True,
-            ).stdout.split("\n")
-            gpus = [n.strip() for n in names if n.strip()]
-            if gpus:
-                return "cuda: " + ", ".join(gpus)
-        except (OSError, subprocess.SubprocessError):
-            pass
-    return f"cpu ({os.cpu_count()} cores)"
+    """ "cuda: <names>" where nvidia-smi sees GPUs, else "cpu (N cores)"."""
+    gpus = gpu_names()
+    return "cuda: " + ", ".join(gpus) if gpus else f"cpu ({os.cpu_count()} cores)"
 
 
 class Heartbeat(threading.Thread):
